@@ -1,0 +1,70 @@
+"""Every MLflow name that sweeps write and analysis reads (stdlib only: keep it that way)."""
+
+from __future__ import annotations
+
+# ---- tags -------------------------------------------------------------------------------
+TAG_KIND = "kind"                 # KIND_LWDNA | KIND_BASELINE | KIND_SWEEP (parent run)
+TAG_MODEL = "model"               # family name, e.g. resnet_cifar
+TAG_VARIANT = "variant"           # e.g. 56
+TAG_DATASET = "dataset"
+TAG_CRITERION = "criterion"       # dhp | gate | bn | l1 | uniform (baselines)
+TAG_SWEEP = "sweep"               # sweep name, on parent and children
+TAG_TRIAL_ID = "trial_id"         # Ray Tune trial id (stable across resume)
+TAG_PARENT_RUN_ID = "mlflow.parentRunId"
+TAG_RUN_NAME = "mlflow.runName"
+TAG_GIT_COMMIT = "git_commit"
+TAG_STOPPED_EARLY = "stopped_early"  # "true" when a scheduler stopped the trial before the end
+TAG_NODE_IP = "node_ip"           # Ray node that ran the trial
+
+KIND_LWDNA = "lwdna"
+KIND_BASELINE = "baseline"
+KIND_SWEEP = "sweep"
+
+# ---- params (one per trial hyperparameter) -------------------------------------------------
+PARAM_WIDTH_MULT = "width_mult"
+PARAM_TARGET = "target"           # fraction of the width-1.0 baseline's cost (lwdna only)
+PARAM_TARGET_METRIC = "target_metric"  # flops | params
+PARAM_CRITERION = "criterion"
+PARAM_REMAIN_RATIO = "remain_ratio"    # rho
+PARAM_LINEAR_RATIO = "linear_ratio"    # tau
+PARAM_SEED = "seed"
+PARAM_DATA_FRACTION = "data_fraction"
+PARAM_EPOCHS = "epochs"
+PARAM_BATCH_SIZE = "batch_size"
+PARAM_LR = "lr"
+PARAM_MODEL = "model"
+PARAM_VARIANT = "variant"
+PARAM_DATASET = "dataset"
+
+# ---- metrics ---------------------------------------------------------------------------------
+# per epoch (step = epoch index, starting at 1)
+METRIC_TRAIN_LOSS = "train_loss"
+METRIC_TRAIN_ACCURACY = "train_accuracy"
+METRIC_TEST_LOSS = "test_loss"
+METRIC_ACCURACY = "accuracy"      # top-1 on the test split, a fraction in [0, 1]
+METRIC_TOP5 = "top5"
+METRIC_LR = "lr"
+METRIC_EPOCH_SECONDS = "epoch_seconds"
+METRIC_IMAGES_PER_SECOND = "images_per_second"
+# final
+METRIC_FLOPS = "flops"            # macs accounting (conv + fc multiply-accumulates)
+METRIC_PARAMS = "params"
+METRIC_FLOPS_PAPER = "flops_paper"  # paper accounting (+ BN, ReLU; BN params)
+METRIC_PARAMS_PAPER = "params_paper"
+METRIC_BASELINE_FLOPS = "baseline_flops"
+METRIC_BASELINE_PARAMS = "baseline_params"
+METRIC_FLOPS_RATIO = "flops_ratio"    # flops / baseline_flops (width-1.0 uniform network)
+METRIC_PARAMS_RATIO = "params_ratio"
+METRIC_SEARCH_SECONDS = "search_seconds"  # scoring + shrinking
+METRIC_TRAIN_SECONDS = "train_seconds"
+METRIC_EPOCHS_COMPLETED = "epochs_completed"
+
+PER_EPOCH_METRICS = (METRIC_TRAIN_LOSS, METRIC_TRAIN_ACCURACY, METRIC_TEST_LOSS, METRIC_ACCURACY,
+                     METRIC_TOP5, METRIC_LR, METRIC_EPOCH_SECONDS, METRIC_IMAGES_PER_SECOND)
+
+# ---- artifacts ---------------------------------------------------------------------------------
+ARTIFACT_CONFIG = "lwdna.json"          # ChannelConfig JSON of the trained network
+ARTIFACT_BASE_CONFIG = "baseline.json"  # ChannelConfig JSON of the width-1.0 baseline
+ARTIFACT_WIDTH_PLOT = "widths.png"
+ARTIFACT_SPEC = "sweep.yaml"            # on the parent run
+ARTIFACT_REPORT_DIR = "report"          # on the parent run: hetero pareto output
