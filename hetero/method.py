@@ -1,0 +1,266 @@
+"""The whole method as one function: widen, score, shrink, build, train, evaluate.
+
+:func:`run_trial` takes a :class:`TrialSpec` and returns a :class:`TrialResult`. The uniform
+baseline arm goes through the same function (``baseline=True``) with the same protocol, so the
+comparison is fair by construction. Progress reaches the caller through ``on_epoch``, which is how
+sweeps report to Ray Tune and log to MLflow without hetero knowing about either.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+
+from hetero.complexity import complexity
+from hetero.config import ChannelConfig, uniform, widen
+from hetero.protocol import TrainProtocol
+
+__all__ = ["TrialSpec", "TrialResult", "Derivation", "derive", "run_trial", "base_config_for"]
+
+EpochCallback = Callable[[dict[str, Any], dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything one trial needs. ``target`` is a fraction of the width-1.0 baseline's cost."""
+
+    model: str = "resnet20"
+    variant: str | None = None
+    dataset: str = "digits"
+    data_dir: str | None = None
+    data_fraction: float = 1.0
+    download: bool = False
+    baseline: bool = False          # True: train the uniform network at `width_mult`
+    width_mult: float = 2.0
+    target: float = 1.0
+    target_metric: str = "flops"    # flops | params
+    criterion: str = "dhp"
+    remain_ratio: float = 0.4       # rho: per-layer floor, relative to the widened width
+    linear_ratio: float = 0.45      # tau: floor of the classifier input, same reference
+    score_batches: int = 2
+    divisor: int = 1                # round derived widths to a multiple of this
+    inherit: bool = False           # start from the scored wide network's kept weights
+    seed: int = 0
+    protocol: TrainProtocol = field(default_factory=TrainProtocol)
+    options: dict[str, Any] = field(default_factory=dict)  # family options, e.g. shortcut
+
+    def __post_init__(self) -> None:
+        if isinstance(self.protocol, dict):
+            object.__setattr__(self, "protocol", TrainProtocol.from_dict(self.protocol))
+        if not 0 < self.data_fraction <= 1:
+            raise ValueError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
+        if not self.width_mult > 0:
+            raise ValueError(f"width_mult must be positive, got {self.width_mult}")
+        if self.target_metric not in ("flops", "params"):
+            raise ValueError(f"target_metric must be 'flops' or 'params', got {self.target_metric!r}")
+        if not self.baseline and not self.target > 0:
+            raise ValueError(f"target must be a positive fraction of the baseline, got {self.target}")
+
+    @property
+    def kind(self) -> str:
+        return "baseline" if self.baseline else "lwdna"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["protocol"] = self.protocol.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown trial keys {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class TrialResult:
+    """What one trial produced. Metric names match ``sweeps.keys``."""
+
+    kind: str
+    accuracy: float                 # top-1 on the test split, fraction in [0, 1]
+    top5: float
+    flops: int                      # macs accounting
+    params: int
+    flops_paper: int                # paper accounting (+ BN, ReLU)
+    params_paper: int
+    baseline_flops: int             # the width-1.0 uniform network, macs accounting
+    baseline_params: int
+    baseline_flops_paper: int
+    baseline_params_paper: int
+    config: ChannelConfig
+    base_config: ChannelConfig
+    width_ratios: dict[str, float]  # per layer: width / baseline width
+    search_seconds: float           # scoring + shrinking
+    train_seconds: float
+    images_per_second: float
+    epochs: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def flops_ratio(self) -> float:
+        return self.flops / self.baseline_flops
+
+    @property
+    def params_ratio(self) -> float:
+        return self.params / self.baseline_params
+
+    def metrics(self) -> dict[str, float]:
+        """The final scalar metrics (names as in ``sweeps.keys``)."""
+        names = ("accuracy", "top5", "flops", "params", "flops_paper", "params_paper",
+                 "baseline_flops", "baseline_params", "search_seconds", "train_seconds",
+                 "images_per_second")
+        out = {n: float(getattr(self, n)) for n in names}
+        out.update(flops_ratio=self.flops_ratio, params_ratio=self.params_ratio,
+                   epochs_completed=float(self.epochs))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, **self.metrics()}
+        for name in ("flops", "params", "flops_paper", "params_paper", "baseline_flops",
+                     "baseline_params", "baseline_flops_paper", "baseline_params_paper"):
+            out[name] = int(getattr(self, name))
+        out["epochs"] = self.epochs
+        out["channels"] = dict(self.config.widths)
+        out["width_ratios"] = self.width_ratios
+        out["config"] = self.config.to_dict()
+        out["history"] = self.history
+        return out
+
+
+@dataclass
+class Derivation:
+    """The outcome of widen -> score -> shrink (no training yet)."""
+
+    base_config: ChannelConfig
+    wide_config: ChannelConfig
+    config: ChannelConfig
+    kept: dict[str, list[int]] | None
+    target_value: float | None      # absolute target in the chosen metric (None for baselines)
+    search_seconds: float
+    wide_model: torch.nn.Module | None = None
+    target_metric: str = "flops"
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able description (what ``hetero shrink --json`` prints)."""
+        macs, paper = complexity(self.config, "macs"), complexity(self.config, "paper")
+        base, base_paper = complexity(self.base_config, "macs"), complexity(self.base_config, "paper")
+        return {
+            "family": self.config.family, "variant": self.config.variant,
+            "flops": macs.flops, "params": macs.params,
+            "flops_paper": paper.flops, "params_paper": paper.params,
+            "baseline_flops": base.flops, "baseline_params": base.params,
+            "baseline_flops_paper": base_paper.flops, "baseline_params_paper": base_paper.params,
+            "wide_flops": complexity(self.wide_config).flops,
+            "target_value": self.target_value,
+            "target_metric": self.target_metric,
+            "target_flops": self.target_value if self.target_metric == "flops" else None,
+            "target_params": self.target_value if self.target_metric == "params" else None,
+            "flops_ratio": macs.flops / base.flops, "params_ratio": macs.params / base.params,
+            "search_seconds": self.search_seconds,
+            "channels": dict(self.config.widths),
+            "width_ratios": self.config.ratios_to(self.base_config),
+            "config": self.config.to_dict(),
+        }
+
+
+def base_config_for(spec: TrialSpec, data_shape: tuple[int, int, int]) -> ChannelConfig:
+    """The width-1.0 uniform configuration of the spec's model for (channels, size, classes)."""
+    from hetero.models.registry import resolve_model
+
+    family, variant = resolve_model(spec.model, spec.variant)
+    in_channels, input_size, num_classes = data_shape
+    return uniform(family, variant, num_classes=num_classes, input_size=input_size,
+                   in_channels=in_channels, **spec.options)
+
+
+def derive(spec: TrialSpec, data, *, device: torch.device | str = "cpu") -> Derivation:
+    """Widen, score and shrink: the LW-DNA for ``spec`` (or the uniform net for baselines)."""
+    from hetero.importance import score_channels
+    from hetero.models.registry import create_model
+    from hetero.shrink import shrink_to_target
+
+    base = base_config_for(spec, (data.in_channels, data.input_size, data.num_classes))
+    if spec.baseline:
+        config = widen(base, spec.width_mult, divisor=spec.divisor)
+        return Derivation(base, config, config, None, None, 0.0)
+    start = time.perf_counter()
+    wide = widen(base, spec.width_mult, divisor=spec.divisor)
+    torch.manual_seed(spec.seed)
+    wide_model = create_model(config=wide).to(device)
+    batches = data.train_batches(spec.protocol.batch_size, augment=spec.protocol.augment,
+                                 seed=spec.seed, device=device)
+    scores = score_channels(spec.criterion, wide_model, wide, batches,
+                            num_batches=spec.score_batches, lr=spec.protocol.lr,
+                            momentum=spec.protocol.momentum,
+                            weight_decay=spec.protocol.weight_decay, seed=spec.seed)
+    shrunk = shrink_to_target(
+        wide, scores, base_config=base, target=spec.target, target_metric=spec.target_metric,
+        remain_ratio=spec.remain_ratio, linear_ratio=spec.linear_ratio, divisor=spec.divisor,
+        width_mult=spec.width_mult,
+    )
+    seconds = time.perf_counter() - start
+    return Derivation(base, wide, shrunk.config, shrunk.kept, shrunk.target_value, seconds,
+                      wide_model, spec.target_metric)
+
+
+def run_trial(spec: TrialSpec, *, on_epoch: EpochCallback | None = None,
+              checkpoint: dict[str, Any] | None = None, data=None) -> TrialResult:
+    """Run one trial end to end and return its result.
+
+    ``on_epoch(metrics, checkpoint)`` is called after every epoch; ``checkpoint`` is a
+    ``torch.save``-able dict. Passing it back as ``checkpoint=`` resumes the trial: the derived
+    configuration is read from it (no re-scoring) and training continues where it stopped, giving
+    the same result as an uninterrupted run.
+    """
+    from hetero.data import load_dataset
+    from hetero.materialize import materialize
+    from hetero.train import Trainer, resolve_device
+
+    device = resolve_device(spec.protocol.device)
+    if data is None:
+        data = load_dataset(spec.dataset, spec.data_dir, download=spec.download,
+                            fraction=spec.data_fraction, seed=spec.seed, device=device)
+    if checkpoint is not None:
+        config = ChannelConfig.from_dict(checkpoint["config"])
+        base = ChannelConfig.from_dict(checkpoint["base_config"])
+        search_seconds = float(checkpoint["search_seconds"])
+        derivation = Derivation(base, config, config, None, None, search_seconds)
+    else:
+        derivation = derive(spec, data, device=device)
+    config, base = derivation.config, derivation.base_config
+
+    torch.manual_seed(spec.seed)
+    model = materialize(config, source=derivation.wide_model if spec.inherit else None,
+                        kept=derivation.kept if spec.inherit else None)
+    teacher = None
+    if spec.protocol.kd_weight > 0:
+        teacher = derivation.wide_model  # the widened network (paper's teacher); see README
+    trainer = Trainer(model, data, spec.protocol, seed=spec.seed, teacher=teacher)
+    if checkpoint is not None:
+        trainer.load_state_dict(checkpoint["trainer"])
+    extra = {"config": config.to_dict(), "base_config": base.to_dict(),
+             "search_seconds": derivation.search_seconds, "spec": spec.to_dict()}
+
+    def report(metrics: dict[str, Any], trainer_obj) -> None:
+        if on_epoch is not None:
+            on_epoch(metrics, {**extra, "trainer": trainer_obj.state_dict()})
+
+    summary = trainer.fit(on_epoch=report)
+    macs, paper = complexity(config, "macs"), complexity(config, "paper")
+    base_macs, base_paper = complexity(base, "macs"), complexity(base, "paper")
+    return TrialResult(
+        kind=spec.kind, accuracy=summary.accuracy, top5=summary.top5,
+        flops=macs.flops, params=macs.params, flops_paper=paper.flops, params_paper=paper.params,
+        baseline_flops=base_macs.flops, baseline_params=base_macs.params,
+        baseline_flops_paper=base_paper.flops, baseline_params_paper=base_paper.params,
+        config=config, base_config=base, width_ratios=config.ratios_to(base),
+        search_seconds=derivation.search_seconds, train_seconds=summary.train_seconds,
+        images_per_second=summary.images_per_second, epochs=summary.epochs,
+        history=summary.history,
+    )
