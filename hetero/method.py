@@ -173,8 +173,8 @@ def base_config_for(spec: TrialSpec, data_shape: tuple[int, int, int]) -> Channe
     """The width-1.0 uniform configuration of the spec's model for (channels, size, classes)."""
     from hetero.models.registry import resolve_model
 
-    family, variant = resolve_model(spec.model, spec.variant)
     in_channels, input_size, num_classes = data_shape
+    family, variant = resolve_model(spec.model, spec.variant, input_size)
     return uniform(family, variant, num_classes=num_classes, input_size=input_size,
                    in_channels=in_channels, **spec.options)
 

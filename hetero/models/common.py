@@ -48,8 +48,12 @@ class Family:
     option_choices: dict[str, tuple[Any, ...]] = {}
     description: str = ""
 
-    def resolve_variant(self, variant: str | int | None) -> str:
-        v = self.default_variant if variant is None else str(variant)
+    def default_variant_for(self, input_size: int | None) -> str:
+        """The variant to use when none is given (families with input-size layouts override)."""
+        return self.default_variant
+
+    def resolve_variant(self, variant: str | int | None, input_size: int | None = None) -> str:
+        v = self.default_variant_for(input_size) if variant is None else str(variant)
         if v not in self.variants:
             raise ValueError(
                 f"{self.name} has no variant {v!r}; choose one of {', '.join(self.variants)}"

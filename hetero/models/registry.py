@@ -51,10 +51,12 @@ def get_family(name: str) -> Family:
     )
 
 
-def resolve_model(name: str, variant: str | int | None = None) -> tuple[str, str]:
+def resolve_model(name: str, variant: str | int | None = None,
+                  input_size: int | None = None) -> tuple[str, str]:
     """(family, variant) for a family name or a short name like ``resnet56``.
 
-    An explicit ``variant`` that contradicts a short name's own variant is an error.
+    An explicit ``variant`` that contradicts a short name's own variant is an error. Without a
+    variant, the family picks its default for ``input_size`` (e.g. MobileNetV2's CIFAR layout).
     """
     family = get_family(name)
     if name in ALIASES:
@@ -62,7 +64,7 @@ def resolve_model(name: str, variant: str | int | None = None) -> tuple[str, str
         if variant is not None and implied is not None and str(variant) != implied:
             raise ValueError(f"{name} implies variant {implied}, but variant {variant} was given")
         variant = variant if variant is not None else implied
-    return family.name, family.resolve_variant(variant)
+    return family.name, family.resolve_variant(variant, input_size)
 
 
 def list_models() -> dict[str, tuple[str, ...]]:
