@@ -209,6 +209,25 @@ def derive(spec: TrialSpec, data, *, device: torch.device | str = "cpu") -> Deri
                       wide_model, spec.target_metric)
 
 
+# Baselines have no widening of their own; with KD on they distil from a 2x uniform teacher.
+BASELINE_TEACHER_WIDTH = 2.0
+
+
+def _train_teacher(spec: TrialSpec, base: ChannelConfig, data) -> torch.nn.Module:
+    """The paper's KD teacher: the widened uniform network, trained with the same protocol.
+
+    Deterministic for a seed, so a resumed trial rebuilds the same teacher.
+    """
+    from hetero.materialize import materialize
+    from hetero.train import Trainer
+
+    width = BASELINE_TEACHER_WIDTH if spec.baseline else spec.width_mult
+    torch.manual_seed(spec.seed)
+    teacher = materialize(widen(base, width, divisor=spec.divisor))
+    Trainer(teacher, data, spec.protocol.replace(kd_weight=0.0), seed=spec.seed).fit()
+    return teacher.eval()
+
+
 def run_trial(spec: TrialSpec, *, on_epoch: EpochCallback | None = None,
               checkpoint: dict[str, Any] | None = None, data=None) -> TrialResult:
     """Run one trial end to end and return its result.
@@ -238,9 +257,7 @@ def run_trial(spec: TrialSpec, *, on_epoch: EpochCallback | None = None,
     torch.manual_seed(spec.seed)
     model = materialize(config, source=derivation.wide_model if spec.inherit else None,
                         kept=derivation.kept if spec.inherit else None)
-    teacher = None
-    if spec.protocol.kd_weight > 0:
-        teacher = derivation.wide_model  # the widened network (paper's teacher); see README
+    teacher = _train_teacher(spec, base, data) if spec.protocol.kd_weight > 0 else None
     trainer = Trainer(model, data, spec.protocol, seed=spec.seed, teacher=teacher)
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint["trainer"])
