@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hetero.config import ChannelConfig
@@ -58,7 +58,7 @@ class Act:
     elements: int
 
 
-Op = Union[Conv, Linear, BatchNorm, Act]
+Op = Conv | Linear | BatchNorm | Act
 
 
 @dataclass(frozen=True)

@@ -226,7 +226,7 @@ def uniform(
 
     fam = get_family(family)
     base = fam.base_config(
-        fam.resolve_variant(variant),
+        fam.resolve_variant(variant, input_size),
         num_classes=num_classes,
         input_size=input_size,
         in_channels=in_channels,

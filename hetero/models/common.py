@@ -16,7 +16,14 @@ from torch import nn
 from hetero.complexity import Op
 from hetero.config import ChannelConfig
 
-__all__ = ["ConvBN", "Family"]
+__all__ = ["ConvBN", "Family", "init_convs"]
+
+
+def init_convs(model: nn.Module) -> None:
+    """He (fan-out) initialisation of every conv: the one init all families share."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
 class ConvBN(nn.Module):

@@ -28,7 +28,7 @@ def register_family(cls: type[Family]) -> type[Family]:
     return cls
 
 
-BUILTIN_FAMILY_MODULES = ("resnet_cifar",)
+BUILTIN_FAMILY_MODULES = ("resnet_cifar", "resnet_imagenet", "vgg_cifar", "mobilenet_v2")
 
 
 def _load_builtin() -> None:
@@ -84,7 +84,7 @@ def create_model(name: str | None = None, *, config: ChannelConfig | None = None
     if config is None:
         if name is None:
             raise ValueError("create_model needs a model name or a config")
-        family, variant = resolve_model(name, variant)
+        family, variant = resolve_model(name, variant, config_kw.get("input_size"))
         config = uniform(family, variant, **config_kw)
     elif name is not None and get_family(name).name != config.family:
         raise ValueError(f"model {name!r} does not match the configuration's family {config.family!r}")

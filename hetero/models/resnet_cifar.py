@@ -17,7 +17,7 @@ from torch import nn
 
 from hetero.complexity import Act, BatchNorm, Conv, Linear, Op, conv_out
 from hetero.config import ChannelConfig
-from hetero.models.common import ConvBN, Family
+from hetero.models.common import ConvBN, Family, init_convs
 from hetero.models.registry import register_family
 
 BASE_WIDTHS = (16, 32, 64)
@@ -74,16 +74,14 @@ class ResNetCifar(nn.Module):
                 cout = w[f"{p}.conv2"]
                 shortcut = None
                 if _needs_shortcut(s, b):
-                    shortcut = (ConvBN(cin, cout, 1, stride, act=None) if projection
+                    shortcut = (ConvBN(cin, w[f"{p}.shortcut"], 1, stride, act=None) if projection
                                 else ZeroPadShortcut(cout, stride))
                 blocks.append(BasicBlock(cin, w[f"{p}.conv1"], cout, stride, shortcut))
                 cin = cout
             setattr(self, f"layer{s}", nn.Sequential(*blocks))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, config.num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer3(self.layer2(self.layer1(self.stem(x))))
@@ -104,7 +102,7 @@ class ResNetCifarFamily(Family):
         projection = options["shortcut"] == "projection"
         widths: dict[str, int] = {"stem": BASE_WIDTHS[0]}
         groups = []
-        for s, base in zip((1, 2, 3), BASE_WIDTHS):
+        for s, base in zip((1, 2, 3), BASE_WIDTHS, strict=True):
             stream = ["stem"] if s == 1 else []
             for b in range(_blocks(variant)):
                 p = f"layer{s}.{b}"
