@@ -1,0 +1,111 @@
+"""The markdown summary of a sweep report: counts, the verdict, the front and the comparison."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+
+from analysis.compare import Comparison
+from analysis.load import Sweep
+from analysis.pareto import Front
+from analysis.units import format_count, format_percent
+from sweeps import keys
+
+ACC, FLOPS = keys.METRIC_ACCURACY, keys.METRIC_FLOPS
+
+
+def summary_markdown(sweep: Sweep, front: Front, comparison: Comparison, aggregated: bool, *,
+                     volume: float, reference: Sequence[float]) -> str:
+    sections = [f"# Sweep report: {sweep.name}", _overview(sweep, front, aggregated),
+                "## Verdict", comparison.verdict,
+                "## Pareto front (accuracy up, FLOPs down)", markdown_table(_front_rows(front)),
+                _front_note(front, volume, reference),
+                "## LW-DNA vs the uniform-width curve", markdown_table(_compare_rows(comparison)),
+                "Gain: LW-DNA accuracy minus the uniform curve's at the same FLOPs (linear "
+                "interpolation, running-max curve, never extrapolated). Saved: the uniform "
+                "curve's FLOPs at the same accuracy minus the LW-DNA's, in % of the former.",
+                "## Uniform-width curve", markdown_table(_curve_rows(comparison.curve))]
+    return "\n\n".join(sections) + "\n"
+
+
+def markdown_table(rows: pd.DataFrame) -> str:
+    """A GitHub markdown table of the frame's values as text ("_none_" when empty)."""
+    if rows.empty:
+        return "_none_"
+    lines = ["| " + " | ".join(map(str, rows.columns)) + " |",
+             "|" + "---|" * len(rows.columns)]
+    for values in rows.astype(str).itertuples(index=False):
+        lines.append("| " + " | ".join(v.replace("|", "/") for v in values) + " |")
+    return "\n".join(lines)
+
+
+def _overview(sweep: Sweep, front: Front, aggregated: bool) -> str:
+    trials = sweep.trials
+    counts = trials["kind"].value_counts()
+    lines = [f"- experiment `{sweep.experiment_name}`, parent run `{sweep.parent_run_id}`, "
+             f"tracking URI `{sweep.tracking_uri}`",
+             f"- {len(trials)} finished trials ({counts.get(keys.KIND_LWDNA, 0)} LW-DNA, "
+             f"{counts.get(keys.KIND_BASELINE, 0)} baseline); {int(trials['stopped_early'].sum())}"
+             " stopped early (in trials.csv, not on the front); "
+             f"{sweep.n_unfinished} unfinished runs skipped",
+             "- seeds: " + ("averaged per setting (mean ± sample std)" if aggregated
+                            else "one per setting (no averaging)")]
+    if sweep.other_parent_run_ids:
+        lines.append(f"- older runs of this sweep (pick with --parent-run-id): "
+                     f"{', '.join(sweep.other_parent_run_ids)}")
+    return "\n".join(lines)
+
+
+def _front_note(front: Front, volume: float, reference: Sequence[float]) -> str:
+    return (f"{len(front.points)} of {front.n_candidates} points are non-dominated "
+            f"({front.n_dropped_nan} dropped for a missing value). Hypervolume "
+            f"{volume:.4g} (accuracy fraction × FLOPs) against the reference "
+            f"(accuracy {format_percent(reference[0])}, FLOPs {format_count(reference[1])}): the "
+            "worst values among the finished trials.")
+
+
+def _front_rows(front: Front) -> pd.DataFrame:
+    p = front.points
+    return pd.DataFrame({
+        "kind": p["kind"], "criterion": p[keys.PARAM_CRITERION],
+        "width ×": p[keys.PARAM_WIDTH_MULT].map(_num), "target": p[keys.PARAM_TARGET].map(_num),
+        "accuracy": [_acc(a, p.get(f"{ACC}_std", pd.Series(index=p.index)).get(i))
+                     for i, a in p[ACC].items()],
+        "FLOPs": p[FLOPS].map(format_count), "params": p[keys.METRIC_PARAMS].map(format_count),
+        "FLOPs ratio": p[keys.METRIC_FLOPS_RATIO].map(lambda v: _num(v, ".3f")),
+        "seeds": p["n_seeds"] if "n_seeds" in p else 1, "run": p["run_id"]})
+
+
+def _compare_rows(comparison: Comparison) -> pd.DataFrame:
+    p, cost = comparison.points, comparison.cost
+    return pd.DataFrame({
+        "criterion": p.get(keys.PARAM_CRITERION), "width ×": p[keys.PARAM_WIDTH_MULT].map(_num),
+        "target": p[keys.PARAM_TARGET].map(_num), "accuracy": p[ACC].map(format_percent),
+        "FLOPs": p[cost].map(format_count),
+        "uniform acc. same FLOPs": p[f"baseline_{ACC}_at_{cost}"].map(format_percent),
+        "gain [points]": p["accuracy_gain_points"].map(lambda v: _num(v, "+.2f")),
+        "uniform FLOPs same acc.": p[f"baseline_{cost}_at_{ACC}"].map(format_count),
+        "FLOPs saved": p[f"{cost}_saved_pct"].map(lambda v: _num(v, "+.1f") + "%"),
+        "note": [" ; ".join(r for r in pair if r)
+                 for pair in zip(p["gain_reason"], p["saving_reason"], strict=True)]})
+
+
+def _curve_rows(curve: pd.DataFrame) -> pd.DataFrame:
+    if curve.empty:
+        return curve
+    return pd.DataFrame({
+        "width ×": curve[keys.PARAM_WIDTH_MULT].map(_num), "FLOPs": curve[FLOPS].map(format_count),
+        "accuracy": [_acc(a, s) for a, s in zip(curve[ACC], curve[f"{ACC}_std"], strict=True)],
+        "running max": curve["envelope"].map(format_percent), "seeds": curve["n_seeds"]})
+
+
+def _acc(mean: float, std: float | None) -> str:
+    if std is None or not math.isfinite(std):
+        return format_percent(mean)
+    return f"{format_percent(mean)} ± {100 * std:.2f}"
+
+
+def _num(value, fmt: str = "g") -> str:
+    return "–" if value is None or not math.isfinite(value) else format(value, fmt)
