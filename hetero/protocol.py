@@ -22,7 +22,7 @@ class TrainProtocol:
     lr: float = 0.1
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 5e-4
+    weight_decay: float = 1e-4          # method.md 1.7: CIFAR and ImageNet use 1e-4
     schedule: str = "cosine"           # cosine | step
     milestones: tuple[float, ...] = (0.5, 0.75)  # step schedule: fractions of `epochs`
     gamma: float = 0.1                 # step schedule decay

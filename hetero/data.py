@@ -1,0 +1,494 @@
+"""Datasets as tensors on the training device, with batched augmentation (airbench style).
+
+Small datasets (digits, CIFAR, image folders up to ``MAX_IN_MEMORY`` images) are decoded once,
+cached as uint8 tensors, and held as one tensor on the device; crop and flip run on whole batches.
+ImageNet is streamed through a DataLoader. Both kinds share the :class:`ImageData` interface.
+Batch order and augmentation are a pure function of (seed, epoch), so a resumed run sees the
+same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["DATASET_SHAPES", "DATASETS", "ImageData", "TensorImageData", "StreamingImageData",
+           "dataset_shape", "load_dataset"]
+
+# (in_channels, input_size, num_classes)
+DATASET_SHAPES = {"digits": (1, 8, 10), "cifar10": (3, 32, 10), "cifar100": (3, 32, 100),
+                  "imagenet": (3, 224, 1000)}
+DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "imagenet")
+
+# Reference code (option.py): the same statistics for CIFAR-10 and CIFAR-100.
+CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
+CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+DIGITS_SPLIT_SEED = 0   # constant: every trial seed sees the same digits test set
+MAX_IN_MEMORY = 200_000
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+CACHE_FORMAT = 1        # bump when the cached tensors change meaning
+
+FOLDER_LAYOUT = ("DIR/train/<class>/*.jpg and DIR/test/<class>/*.jpg (or DIR/val/<class>/...), "
+                 "one subfolder per class, the same class names in both splits")
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    # SeedSequence mixes (seed, epoch) so neighbouring pairs give unrelated streams.
+    entropy = [int(seed) % 2**64, int(epoch) % 2**64]  # SeedSequence rejects negatives
+    state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def _crop_padding(input_size: int) -> int:
+    # The CIFAR recipe pads 4 at 32x32; scale that with the image (1 at 8x8).
+    return max(1, round(input_size / 8))
+
+
+class ImageData:
+    """The interface every dataset shares: shape attributes plus train/test batch iterators."""
+
+    name: str
+    in_channels: int
+    input_size: int
+    num_classes: int
+    num_train: int
+    num_test: int
+    device: torch.device
+
+    def train_batches(self, batch_size: int, *, augment: bool = True, seed: int = 0,
+                      epoch: int = 0, device=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        raise NotImplementedError
+
+    def test_batches(self, batch_size: int, device=None
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.name!r}, train={self.num_train}, "
+                f"test={self.num_test}, shape={self.in_channels}x{self.input_size}"
+                f"x{self.input_size}, classes={self.num_classes}, device={self.device})")
+
+
+class TensorImageData(ImageData):
+    """A dataset held as uint8 tensors on one device; batches are augmented and normalized there.
+
+    Pixels stay uint8 (4x less memory than float) and are zero-padded before normalization,
+    as the reference's RandomCrop on PIL images does.
+    """
+
+    def __init__(self, name: str, train: tuple[torch.Tensor, torch.Tensor],
+                 test: tuple[torch.Tensor, torch.Tensor], *, num_classes: int, scale: float,
+                 mean, std, flip: bool, device="cpu", from_cache: bool = False) -> None:
+        self.device = torch.device(device)
+        self.train_x, self.train_y = (t.to(self.device) for t in train)
+        self.test_x, self.test_y = (t.to(self.device) for t in test)
+        self.name, self.num_classes, self.flip = name, num_classes, flip
+        self.in_channels, self.input_size = self.train_x.shape[1], self.train_x.shape[2]
+        self.num_train, self.num_test = len(self.train_y), len(self.test_y)
+        self.pad = _crop_padding(self.input_size)
+        self.mean, self.std, self.from_cache = tuple(mean), tuple(std), from_cache
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self._mul = scale / std_t
+        self._add = -torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) / std_t
+        self._norm_on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _normalize(self, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+        if device not in self._norm_on:
+            self._norm_on[device] = (self._mul.to(device), self._add.to(device))
+        mul, add = self._norm_on[device]
+        return torch.addcmul(add, x.to(device, non_blocking=True).float(), mul)
+
+    def train_batches(self, batch_size, *, augment=True, seed=0, epoch=0, device=None):
+        device = self.device if device is None else torch.device(device)
+        gen = _epoch_generator(seed, epoch)
+        order = torch.randperm(self.num_train, generator=gen).to(self.device)
+        if augment:
+            shifts = torch.randint(0, 2 * self.pad + 1, (self.num_train, 2), generator=gen)
+            flips = torch.rand(self.num_train, generator=gen) < 0.5
+            shifts, flips = shifts.to(self.device), flips.to(self.device)
+        for start in range(0, self.num_train, batch_size):
+            part = slice(start, start + batch_size)
+            idx = order[part]
+            x = self.train_x[idx]
+            if augment:
+                x = _random_crop(x, shifts[part], self.pad)
+                if self.flip:
+                    x = torch.where(flips[part].view(-1, 1, 1, 1), x.flip(3), x)
+            yield self._normalize(x, device), self.train_y[idx].to(device)
+
+    def test_batches(self, batch_size, device=None):
+        device = self.device if device is None else torch.device(device)
+        for start in range(0, self.num_test, batch_size):
+            x, y = self.test_x[start:start + batch_size], self.test_y[start:start + batch_size]
+            yield self._normalize(x, device), y.to(device)
+
+
+def _random_crop(x: torch.Tensor, shifts: torch.Tensor, pad: int) -> torch.Tensor:
+    """Per-image translated crop of the zero-padded batch: two gathers, no Python per image."""
+    b, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    ar = torch.arange(max(h, w), device=x.device)
+    rows = (shifts[:, :1] + ar[:h]).view(b, 1, h, 1).expand(b, c, h, w + 2 * pad)
+    cols = (shifts[:, 1:] + ar[:w]).view(b, 1, 1, w).expand(b, c, h, w)
+    return padded.gather(2, rows).gather(3, cols)
+
+
+class _FileDataset(torch.utils.data.Dataset):
+    def __init__(self, samples: list[tuple[str, int]], transform) -> None:
+        self.samples, self.transform = samples, transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        path, label = self.samples[i]
+        with Image.open(path) as img:
+            return self.transform(img.convert("RGB")), label
+
+
+class StreamingImageData(ImageData):
+    """ImageNet-sized folders: decoded per batch by DataLoader workers with torchvision transforms.
+
+    Order is a pure function of (seed, epoch); the random crops are seeded through the loader's
+    generator, so they are reproducible when ``workers > 0``.
+    """
+
+    def __init__(self, name: str, train: list[tuple[str, int]], test: list[tuple[str, int]], *,
+                 num_classes: int, input_size: int = 224, device="cpu", workers: int | None = None
+                 ) -> None:
+        self.name, self.num_classes, self.input_size, self.in_channels = name, num_classes, \
+            input_size, 3
+        self.train, self.test = train, test
+        self.num_train, self.num_test = len(train), len(test)
+        self.device = torch.device(device)
+        self.workers = min(8, os.cpu_count() or 1) if workers is None else workers
+
+    def _transform(self, train: bool):
+        from torchvision import transforms as T
+
+        size = self.input_size
+        head = ([T.RandomResizedCrop(size), T.RandomHorizontalFlip()] if train
+                else [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)])
+        return T.Compose([*head, T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+    def _batches(self, samples, transform, batch_size, sampler, gen, device):
+        device = self.device if device is None else torch.device(device)
+        loader = torch.utils.data.DataLoader(
+            _FileDataset(samples, transform), batch_size=batch_size, sampler=sampler,
+            num_workers=self.workers, generator=gen, pin_memory=device.type == "cuda")
+        for x, y in loader:
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    def train_batches(self, batch_size, *, augment=True, seed=0, epoch=0, device=None):
+        gen = _epoch_generator(seed, epoch)
+        order = torch.randperm(self.num_train, generator=gen).tolist()
+        yield from self._batches(self.train, self._transform(augment), batch_size, order, gen,
+                                 device)
+
+    def test_batches(self, batch_size, device=None):
+        order = list(range(self.num_test))
+        yield from self._batches(self.test, self._transform(False), batch_size, order, None,
+                                 device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_dataset(name: str = "digits", data_dir: str | os.PathLike | None = None, *,
+                 download: bool = False, fraction: float = 1.0, seed: int = 0,
+                 device="cpu") -> ImageData:
+    """Load ``name``; ``fraction`` < 1 keeps a seeded, class-stratified part of the train split."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if name == "digits":
+        data = _load_digits(device)
+    elif name in CIFAR_FOLDERS:
+        data = _load_cifar(name, data_dir, download, device)
+    elif name == "imagefolder":
+        data = _load_imagefolder(_require_dir(name, data_dir), device)
+    elif name == "imagenet":
+        data = _load_imagenet(_require_dir(name, data_dir), device)
+    else:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return _keep_fraction(data, fraction, seed) if fraction < 1 else data
+
+
+def dataset_shape(name: str, data_dir: str | os.PathLike | None = None) -> tuple[int, int, int]:
+    """(in_channels, input_size, num_classes) without loading the data."""
+    if name == "imagefolder":
+        return _inspect_folder(_require_dir(name, data_dir))
+    if name == "imagenet" and data_dir is not None and (Path(data_dir) / "train").is_dir():
+        return 3, 224, len(_class_names(Path(data_dir) / "train"))
+    if name not in DATASET_SHAPES:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return DATASET_SHAPES[name]
+
+
+def _require_dir(name: str, data_dir) -> Path:
+    if data_dir is None:
+        raise ValueError(f"dataset {name!r} needs data_dir (--data-dir), laid out as "
+                         f"{FOLDER_LAYOUT}")
+    return Path(data_dir).expanduser().resolve()
+
+
+def _keep_fraction(data: ImageData, fraction: float, seed: int) -> ImageData:
+    if isinstance(data, StreamingImageData):
+        labels = torch.tensor([label for _, label in data.train])
+        keep = _stratified_subset(labels, fraction, seed).tolist()
+        data.train = [data.train[i] for i in keep]
+        data.num_train = len(data.train)
+        return data
+    keep = _stratified_subset(data.train_y.cpu(), fraction, seed).to(data.device)
+    data.train_x, data.train_y = data.train_x[keep], data.train_y[keep]
+    data.num_train = len(keep)
+    return data
+
+
+def _stratified_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Indices of round(fraction * n_c) (at least 1) random samples of every class, sorted."""
+    gen = torch.Generator().manual_seed(int(seed))
+    kept = []
+    for cls in torch.unique(labels):
+        members = torch.nonzero(labels == cls).flatten()
+        count = max(1, round(len(members) * fraction))
+        kept.append(members[torch.randperm(len(members), generator=gen)[:count]])
+    return torch.cat(kept).sort().values
+
+
+def _load_digits(device) -> TensorImageData:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = torch.from_numpy(digits.images.astype(np.uint8)).unsqueeze(1)  # values 0..16
+    labels = torch.from_numpy(digits.target.astype(np.int64))
+    train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=0.2,
+                                           stratify=digits.target,
+                                           random_state=DIGITS_SPLIT_SEED)
+    train_idx, test_idx = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
+    train_x = images[train_idx]
+    mean, std = _channel_stats(train_x, scale=1 / 16)
+    # Digits are not mirror-symmetric: no flip.
+    return TensorImageData("digits", (train_x, labels[train_idx]),
+                           (images[test_idx], labels[test_idx]), num_classes=10, scale=1 / 16,
+                           mean=mean, std=std, flip=False, device=device)
+
+
+def _channel_stats(x: torch.Tensor, scale: float, chunk: int = 4096
+                   ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images times ``scale`` (chunked: no full float copy)."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for start in range(0, len(x), chunk):
+        part = x[start:start + chunk].to(torch.float64)
+        total += part.sum(dim=(0, 2, 3))
+        squares += part.square().sum(dim=(0, 2, 3))
+    count = x.numel() / x.shape[1]
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
+    return tuple((mean * scale).tolist()), tuple((std * scale).tolist())
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR (torchvision's python-pickle files)
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("HETERO_DATA", "data")).expanduser().resolve()
+
+
+def _load_cifar(name: str, data_dir, download: bool, device) -> TensorImageData:
+    root = Path(data_dir).expanduser().resolve() if data_dir else _default_data_dir()
+    if download:
+        _torchvision_cifar(name, root, train=True, download=True)
+        _torchvision_cifar(name, root, train=False, download=True)
+    folder = root / CIFAR_FOLDERS[name]
+    files = sorted(folder.glob("*")) if folder.is_dir() else []
+    if not files:
+        raise FileNotFoundError(_cifar_missing_message(name, root))
+    arrays, from_cache = _cached(f"{name}", folder, files, lambda: _decode_cifar(name, root))
+    return TensorImageData(name, (arrays["train_x"], arrays["train_y"]),
+                           (arrays["test_x"], arrays["test_y"]),
+                           num_classes=DATASET_SHAPES[name][2], scale=1 / 255, mean=CIFAR_MEAN,
+                           std=CIFAR_STD, flip=True, device=device, from_cache=from_cache)
+
+
+def _cifar_missing_message(name: str, root: Path) -> str:
+    layout = ("data_batch_1..5, test_batch, batches.meta" if name == "cifar10"
+              else "train, test, meta")
+    return (f"{name} not found: searched {root / CIFAR_FOLDERS[name]}. No network download "
+            f"happens unless --download (download=True) is given. Expected layout: "
+            f"{root}/{CIFAR_FOLDERS[name]}/{{{layout}}} (torchvision's python version), or "
+            f"pass --data-dir pointing at the folder that contains {CIFAR_FOLDERS[name]}/")
+
+
+def _torchvision_cifar(name: str, root: Path, *, train: bool, download: bool):
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    try:
+        return cls(str(root), train=train, download=download)
+    except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
+        raise FileNotFoundError(f"{_cifar_missing_message(name, root)} ({err})") from err
+
+
+def _decode_cifar(name: str, root: Path) -> dict:
+    out = {}
+    for split, train in (("train", True), ("test", False)):
+        ds = _torchvision_cifar(name, root, train=train, download=False)
+        out[f"{split}_x"] = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+        out[f"{split}_y"] = torch.tensor(ds.targets, dtype=torch.int64)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Image folders: DIR/train/<class>/*.jpg and DIR/test/<class>/*.jpg (or val/)
+
+
+def _layout_error(root: Path, problem: str) -> FileNotFoundError:
+    return FileNotFoundError(f"image folder {root}: {problem}. Expected layout: "
+                             f"{FOLDER_LAYOUT.replace('DIR', str(root))}")
+
+
+def _class_names(split_dir: Path) -> list[str]:
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _split_dirs(root: Path) -> tuple[Path, Path]:
+    if not root.is_dir():
+        raise _layout_error(root, "the folder does not exist")
+    test = next((root / s for s in ("test", "val") if (root / s).is_dir()), None)
+    if not (root / "train").is_dir() or test is None:
+        raise _layout_error(root, "it needs a train/ and a test/ (or val/) subfolder")
+    return root / "train", test
+
+
+def _list_images(split_dir: Path, classes: list[str], root: Path) -> list[tuple[str, int]]:
+    index = {name: i for i, name in enumerate(classes)}
+    samples = []
+    for name in _class_names(split_dir):
+        if name not in index:
+            raise _layout_error(root, f"class {name!r} in {split_dir.name}/ is not in train/")
+        files = sorted(p for p in (split_dir / name).iterdir()
+                       if p.suffix.lower() in IMAGE_SUFFIXES)
+        samples += [(str(p), index[name]) for p in files]
+    if not samples:
+        suffixes = ", ".join(IMAGE_SUFFIXES)
+        raise _layout_error(root, f"no images ({suffixes}) in {split_dir}/<class>/")
+    return samples
+
+
+def _folder_samples(root: Path):
+    train_dir, test_dir = _split_dirs(root)
+    classes = _class_names(train_dir)
+    if not classes:
+        raise _layout_error(root, "train/ has no class subfolders")
+    return classes, _list_images(train_dir, classes, root), _list_images(test_dir, classes, root)
+
+
+def _inspect_folder(root: Path) -> tuple[int, int, int]:
+    from PIL import Image
+
+    train_dir, _ = _split_dirs(root)
+    classes = _class_names(train_dir)
+    first = next((p for c in classes for p in sorted((train_dir / c).iterdir())
+                  if p.suffix.lower() in IMAGE_SUFFIXES), None)
+    if first is None:
+        raise _layout_error(root, "train/ has no images in class subfolders")
+    with Image.open(first) as img:  # reads the header only
+        channels = 1 if img.mode in ("L", "LA", "1", "I", "I;16") else 3
+        return channels, img.size[1], len(classes)
+
+
+def _load_imagefolder(root: Path, device) -> TensorImageData:
+    classes, train, test = _folder_samples(root)
+    if len(train) > MAX_IN_MEMORY:
+        raise ValueError(f"{root} has {len(train)} training images, more than the {MAX_IN_MEMORY} "
+                         f"held in memory; use dataset 'imagenet' to stream it")
+    channels, size, _ = _inspect_folder(root)
+    files = [Path(p) for p, _ in train + test]
+    arrays, from_cache = _cached("imagefolder", root, files,
+                                 lambda: _decode_folder(train, test, channels, size, root))
+    return TensorImageData("imagefolder", (arrays["train_x"], arrays["train_y"]),
+                           (arrays["test_x"], arrays["test_y"]), num_classes=len(classes),
+                           scale=1 / 255, mean=arrays["mean"], std=arrays["std"], flip=True,
+                           device=device, from_cache=from_cache)
+
+
+def _decode_folder(train, test, channels: int, size: int, root: Path) -> dict:
+    out = {}
+    for split, samples in (("train", train), ("test", test)):
+        out[f"{split}_x"] = _decode_images([p for p, _ in samples], channels, size, root)
+        out[f"{split}_y"] = torch.tensor([label for _, label in samples], dtype=torch.int64)
+    out["mean"], out["std"] = _channel_stats(out["train_x"], scale=1 / 255)
+    return out
+
+
+def _decode_images(paths: list[str], channels: int, size: int, root: Path) -> torch.Tensor:
+    from PIL import Image
+
+    mode = "L" if channels == 1 else "RGB"
+
+    def decode(path: str) -> np.ndarray:
+        with Image.open(path) as img:
+            if img.size != (size, size):
+                raise ValueError(f"{path} is {img.size[0]}x{img.size[1]}, but {root} holds "
+                                 f"{size}x{size} images: resize all images to one square size, "
+                                 f"or use dataset 'imagenet' (resizes while streaming)")
+            return np.asarray(img.convert(mode), dtype=np.uint8).reshape(size, size, channels)
+
+    # PIL releases the GIL while decoding, so threads use every core.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        images = np.stack(list(pool.map(decode, paths, chunksize=256)))
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+
+
+def _load_imagenet(root: Path, device) -> StreamingImageData:
+    classes, train, test = _folder_samples(root)
+    return StreamingImageData("imagenet", train, test, num_classes=len(classes), device=device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decode-once cache
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HETERO_CACHE") or Path.home() / ".cache" / "hetero")
+
+
+def _cache_key(kind: str, root: Path, files: list[Path]) -> str:
+    digest = hashlib.sha256(f"{CACHE_FORMAT}|{kind}|{root}|{len(files)}".encode())
+    for path in files:
+        stat = path.stat()
+        digest.update(f"|{path.relative_to(root)}|{stat.st_mtime_ns}|{stat.st_size}".encode())
+    return digest.hexdigest()[:20]
+
+
+def _cached(kind: str, root: Path, files: list[Path], build) -> tuple[dict, bool]:
+    """``build()``'s tensors, from the cache when the folder is unchanged. True if cached."""
+    path = cache_dir() / f"{kind}-{root.name}-{_cache_key(kind, root, files)}.pt"
+    if path.is_file():
+        try:
+            return torch.load(path, weights_only=True), True
+        except (OSError, RuntimeError, EOFError):
+            pass  # a truncated or stale file: rebuild it
+    arrays = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(arrays, tmp)
+    os.replace(tmp, path)  # atomic: concurrent loaders never read half a file
+    return arrays, False
