@@ -8,23 +8,13 @@ import random
 import pytest
 import torch
 import torchvision
+from _families import CASES, IDS, random_widths
 
 from hetero.complexity import ACCOUNTINGS, complexity, count_ops
 from hetero.config import ChannelConfig, uniform, widen
 from hetero.hook_count import hook_complexity
-from hetero.models import create_model, list_models, resolve_model
+from hetero.models import create_model, resolve_model
 
-CASES = [(family, variant) for family, variants in list_models().items() for variant in variants]
-IDS = [f"{family}-{variant}" for family, variant in CASES]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny ops on a shared 2-core machine: one thread avoids oversubscription stalls (~20x).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 # The input size each layout is designed for; families not listed are CIFAR-sized.
 NATURAL_SIZE = {"resnet_imagenet": 224, ("mobilenet_v2", "imagenet"): 224}
 # (in_channels, input_size); "odd" catches off-by-one spatial sizes in ops().
@@ -34,12 +24,6 @@ SHAPES = {"digits": (1, 8), "odd": (3, 13)}
 def natural_size(family: str, variant: str) -> int:
     return NATURAL_SIZE.get((family, variant), NATURAL_SIZE.get(family, 32))
 
-
-def random_widths(config: ChannelConfig, rng: random.Random) -> ChannelConfig:
-    """Each channel unit (coupled group or lone layer) gets its own width in [1, base]."""
-    return config.with_unit_widths(
-        {unit[0]: rng.randint(1, config.widths[unit[0]]) for unit in config.units()}
-    )
 
 
 def assert_analytic_matches_hooks(config: ChannelConfig) -> None:

@@ -8,30 +8,11 @@ import re
 from fractions import Fraction
 
 import pytest
-import torch
+from _families import CASES, IDS, random_widths
 
 from hetero.complexity import complexity
 from hetero.config import ChannelConfig, make_divisible, uniform, widen
-from hetero.models import create_model, get_family, list_models
-
-CASES = [(family, variant) for family, variants in list_models().items() for variant in variants]
-IDS = [f"{family}-{variant}" for family, variant in CASES]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny ops on a shared 2-core machine: one thread avoids oversubscription stalls (~20x).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def random_widths(config: ChannelConfig, rng: random.Random) -> ChannelConfig:
-    """Each channel unit (coupled group or lone layer) gets its own width in [1, base]."""
-    return config.with_unit_widths(
-        {unit[0]: rng.randint(1, config.widths[unit[0]]) for unit in config.units()}
-    )
+from hetero.models import create_model, get_family
 
 
 def with_width(config: ChannelConfig, layer: str, width) -> ChannelConfig:

@@ -18,15 +18,6 @@ from hetero.shrink import shrink_to_target
 PARAM_BUDGET = 300_000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    # Four people share two cores: one thread each is much faster than oversubscription.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def digits_batches(count=2, size=16, offset=0):
     data = load_digits()
     x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0

@@ -19,14 +19,6 @@ ALL_VARIANTS = [(f, v) for f, variants in sorted(list_models().items()) for v in
 PARAM_BUDGET = 300_000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def digits():
     data = load_digits()

@@ -7,33 +7,17 @@ import random
 
 import pytest
 import torch
+from _families import CASES, IDS, random_widths
 from torch import nn
 
 from hetero.config import ChannelConfig, uniform, widen
 from hetero.models import create_model, get_family, list_models, resolve_model
 from hetero.models.common import ConvBN
 
-CASES = [(family, variant) for family, variants in list_models().items() for variant in variants]
-IDS = [f"{family}-{variant}" for family, variant in CASES]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny ops on a shared 2-core machine: one thread avoids oversubscription stalls (~20x).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 # (in_channels, input_size): a CIFAR-sized colour image and a digits image. ImageNet layouts
 # also run at 32 here; their 224 cost is only spent where a reference value needs it.
 SHAPES = {"rgb32": (3, 32), "digits": (1, 8)}
 
-
-def random_widths(config: ChannelConfig, rng: random.Random, low: int = 1) -> ChannelConfig:
-    """Each channel unit (coupled group or lone layer) gets its own width in [low, base]."""
-    return config.with_unit_widths(
-        {unit[0]: rng.randint(low, max(low, config.widths[unit[0]])) for unit in config.units()}
-    )
 
 
 def config_for(family: str, variant: str, shape: str, num_classes: int = 10) -> ChannelConfig:

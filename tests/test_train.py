@@ -21,15 +21,6 @@ DIGITS_PROTOCOL = TrainProtocol(epochs=8, batch_size=128, lr=0.1, weight_decay=5
                                 schedule="cosine", device="cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The test machine is shared: OpenMP threads thrash when the cores are oversubscribed.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits")
