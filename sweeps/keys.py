@@ -35,9 +35,15 @@ PARAM_LR = "lr"
 PARAM_MODEL = "model"
 PARAM_VARIANT = "variant"
 PARAM_DATASET = "dataset"
+PARAM_SCORE_BATCHES = "score_batches"  # scoring mini-batches (paper: 2)
+PARAM_DIVISOR = "divisor"
+PARAM_INHERIT = "inherit"
+PARAM_OPTIONS = "options"         # model family options, JSON
+# The other TrainProtocol fields are logged under their own field names (momentum, schedule, ...).
 
 # ---- metrics ---------------------------------------------------------------------------------
 # per epoch (step = epoch index, starting at 1)
+METRIC_EPOCH = "epoch"            # epochs completed so far (Tune reports and the progress table)
 METRIC_TRAIN_LOSS = "train_loss"
 METRIC_TRAIN_ACCURACY = "train_accuracy"
 METRIC_TEST_LOSS = "test_loss"
@@ -58,6 +64,9 @@ METRIC_PARAMS_RATIO = "params_ratio"
 METRIC_SEARCH_SECONDS = "search_seconds"  # scoring + shrinking
 METRIC_TRAIN_SECONDS = "train_seconds"
 METRIC_EPOCHS_COMPLETED = "epochs_completed"
+METRIC_TRIAL_SECONDS = "trial_seconds"    # wall time inside the trial worker (last attempt)
+METRIC_TRACKING_SECONDS = "tracking_seconds"  # of which: MLflow calls (last attempt)
+METRIC_REPORT_SECONDS = "report_seconds"      # of which: tune.report + checkpoint writes
 
 PER_EPOCH_METRICS = (METRIC_TRAIN_LOSS, METRIC_TRAIN_ACCURACY, METRIC_TEST_LOSS, METRIC_ACCURACY,
                      METRIC_TOP5, METRIC_LR, METRIC_EPOCH_SECONDS, METRIC_IMAGES_PER_SECOND)

@@ -1,0 +1,518 @@
+"""The sweep spec: a YAML file validated into frozen dataclasses before anything starts.
+
+Structure and values are checked here with no heavy imports; :func:`check_spec` then asks hetero
+whether the model, the criteria and the dataset exist and whether every (width, floors, target)
+combination is reachable. Errors name the key path and what is accepted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import math
+import os
+import random
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from hetero.protocol import TrainProtocol
+from sweeps import keys
+
+__all__ = ["SpecError", "SweepSpec", "ModelSpec", "DatasetSpec", "SpaceSpec", "SearchSpec",
+           "SchedulerSpec", "ResourceSpec", "TrackingSpec", "TestingSpec", "load_spec",
+           "spec_from_dict", "check_spec", "base_config", "smoke_test", "TESTING_ENV"]
+
+# The `testing:` section (hooks for the test suite) is refused unless this is set to 1.
+TESTING_ENV = "HETERO_SWEEP_TESTING"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class SpecError(ValueError):
+    """A sweep spec problem; the message names the key path and the fix."""
+
+
+# ---------------------------------------------------------------------------------- dataclasses
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    variant: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    data_dir: str | None = None
+    download: bool = False
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    width_mults: tuple[float, ...] = (2.0,)
+    targets: tuple[float, ...] = (1.0,)
+    target_metric: str = "flops"
+    criteria: tuple[str, ...] = ("dhp",)
+    remain_ratios: tuple[float, ...] = (0.4,)
+    linear_ratios: tuple[float, ...] = (0.45,)
+    seeds: tuple[int, ...] = (0,)
+    data_fractions: tuple[float, ...] = (1.0,)
+    score_batches: int = 2
+    divisor: int = 1
+    inherit: bool = False
+
+    # Searched dimensions, in the order trials are enumerated and named.
+    DIMENSIONS = ("width_mult", "target", "criterion", "remain_ratio", "linear_ratio", "seed",
+                  "data_fraction")
+
+    def values(self, dimension: str) -> tuple[Any, ...]:
+        plural = {"width_mult": "width_mults", "target": "targets", "criterion": "criteria",
+                  "remain_ratio": "remain_ratios", "linear_ratio": "linear_ratios",
+                  "seed": "seeds", "data_fraction": "data_fractions"}[dimension]
+        return getattr(self, plural)
+
+    def combinations(self) -> list[dict[str, Any]]:
+        axes = [self.values(d) for d in self.DIMENSIONS]
+        return [dict(zip(self.DIMENSIONS, combo, strict=True))
+                for combo in itertools.product(*axes)]
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    type: str = "grid"          # grid | random | optuna
+    num_samples: int = 1        # random/optuna: number of lwdna trials
+    sampler: str = "tpe"        # optuna: tpe | nsga2 | random
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    type: str = "fifo"          # fifo | asha (on accuracy)
+    grace_period: int = 1
+    reduction_factor: float = 3.0
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    cpus: float = 1.0
+    gpus: float = 0.0
+    max_concurrent: int | None = None
+
+
+@dataclass(frozen=True)
+class TrackingSpec:
+    uri: str | None = None          # None: sqlite:///mlflow.db in the current folder
+    experiment: str | None = None   # None: the spec's name
+
+
+@dataclass(frozen=True)
+class TestingSpec:
+    # Trials of this kind (all: true) raise once, right after their first checkpoint.
+    fail_first_attempt: bool | str = False
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    model: ModelSpec
+    dataset: DatasetSpec
+    protocol: TrainProtocol = field(default_factory=TrainProtocol)
+    space: SpaceSpec = field(default_factory=SpaceSpec)
+    baselines: tuple[float, ...] = (0.5, 0.75, 1.0)
+    search: SearchSpec = field(default_factory=SearchSpec)
+    scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
+    resources: ResourceSpec = field(default_factory=ResourceSpec)
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    storage: str = "ray_results"
+    retries: int = 1
+    testing: TestingSpec = field(default_factory=TestingSpec)
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or self.name
+
+    def lwdna_points(self) -> list[dict[str, Any]]:
+        """Every lwdna hyperparameter combination (what grid runs; what random samples from)."""
+        return [{"kind": keys.KIND_LWDNA, **c} for c in self.space.combinations()]
+
+    def baseline_points(self) -> list[dict[str, Any]]:
+        """Uniform baselines x seeds x data fractions: the sweep's own reference curve."""
+        return [{"kind": keys.KIND_BASELINE, "width_mult": w, "seed": s, "data_fraction": f}
+                for w, s, f in itertools.product(self.baselines, self.space.seeds,
+                                                 self.space.data_fractions)]
+
+    def sampled_lwdna_points(self) -> list[dict[str, Any]]:
+        """The lwdna trials known up front: grid all, random a seeded sample, optuna none."""
+        if self.search.type == "optuna":
+            return []
+        lwdna = self.lwdna_points()
+        if self.search.type == "random":
+            lwdna = random.Random(self.search.seed).sample(lwdna, self.search.num_samples)
+        return lwdna
+
+    def fixed_points(self) -> list[dict[str, Any]]:
+        """Every trial known up front: the sampled lwdna points and the baselines."""
+        return self.sampled_lwdna_points() + self.baseline_points()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        out["model"] = {"name": self.model.name, "variant": self.model.variant,
+                        "options": dict(self.model.options)}
+        out["dataset"] = _plain(self.dataset)
+        out["protocol"] = self.protocol.to_dict()
+        for section in ("space", "search", "scheduler", "resources", "tracking"):
+            out[section] = _plain(getattr(self, section))
+        out.update(baselines=list(self.baselines), storage=self.storage, retries=self.retries)
+        if self.testing != TestingSpec():
+            out["testing"] = _plain(self.testing)
+        return out
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    return {f.name: list(v) if isinstance(v := getattr(obj, f.name), tuple) else v
+            for f in fields(obj)}
+
+
+# ---------------------------------------------------------------------------------- validators
+Validator = Callable[[str, Any], Any]
+
+
+def _fail(path: str, accepted: str, value: Any) -> SpecError:
+    return SpecError(f"{path} must be {accepted}, got {value!r}")
+
+
+def _number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+            integer: bool = False) -> Validator:
+    kind = "an integer" if integer else "a number"
+    if lo is not None and hi is not None:
+        accepted = f"{kind} in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+    elif lo is not None:
+        accepted = f"{kind} {'>' if lo_open else '>='} {lo:g}"
+    else:
+        accepted = kind
+
+    def check(path: str, value: Any) -> Any:
+        ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+        if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
+            raise _fail(path, accepted, value)
+        too_low = lo is not None and (value <= lo if lo_open else value < lo)
+        if too_low or (hi is not None and value > hi):
+            raise _fail(path, accepted, value)
+        return value if integer else float(value)
+
+    return check
+
+
+def _one_of(*choices: str) -> Validator:
+    def check(path: str, value: Any) -> Any:
+        if value not in choices:
+            raise _fail(path, "one of " + ", ".join(choices), value)
+        return value
+
+    return check
+
+
+def _text(path: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(path, "a non-empty string", value)
+    return value
+
+
+def _name(path: str, value: Any) -> str:
+    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+        raise _fail(path, "a name of letters, digits, '_', '.' or '-'", value)
+    return value
+
+
+def _flag(path: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(path, "true or false", value)
+    return value
+
+
+def _optional(inner: Validator) -> Validator:
+    return lambda path, value: None if value is None else inner(path, value)
+
+
+def _mapping(path: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail(path, "a mapping", value)
+    return dict(value)
+
+
+def _list(inner: Validator, *, allow_empty: bool = False) -> Validator:
+    def check(path: str, value: Any) -> tuple[Any, ...]:
+        items = value if isinstance(value, list | tuple) else [value]
+        if not items and not allow_empty:
+            raise _fail(path, "a non-empty list", value)
+        checked = tuple(inner(f"{path}[{i}]", item) for i, item in enumerate(items))
+        if len(set(checked)) != len(checked):
+            raise _fail(path, "a list without repeated values", value)
+        return checked
+
+    return check
+
+
+# ---------------------------------------------------------------------------------- schemas
+SPACE_SCHEMA: dict[str, Validator] = {
+    "width_mults": _list(_number(1, 8)),
+    "targets": _list(_number(0, 8, lo_open=True)),
+    "target_metric": _one_of("flops", "params"),
+    "criteria": _list(_text),
+    "remain_ratios": _list(_number(0, 1, lo_open=True)),
+    "linear_ratios": _list(_number(0, 1, lo_open=True)),
+    "seeds": _list(_number(0, integer=True)),
+    "data_fractions": _list(_number(0, 1, lo_open=True)),
+    "score_batches": _number(1, integer=True),
+    "divisor": _number(1, integer=True),
+    "inherit": _flag,
+}
+SEARCH_SCHEMA: dict[str, Validator] = {
+    "type": _one_of("grid", "random", "optuna"),
+    "num_samples": _number(1, integer=True),
+    "sampler": _one_of("tpe", "nsga2", "random"),
+    "seed": _number(0, integer=True),
+}
+SCHEDULER_SCHEMA: dict[str, Validator] = {
+    "type": _one_of("fifo", "asha"),
+    "grace_period": _number(1, integer=True),
+    "reduction_factor": _number(1, lo_open=True),
+}
+RESOURCE_SCHEMA: dict[str, Validator] = {
+    "cpus": _number(0, lo_open=True),
+    "gpus": _number(0),
+    "max_concurrent": _optional(_number(1, integer=True)),
+}
+TRACKING_SCHEMA: dict[str, Validator] = {"uri": _optional(_text), "experiment": _optional(_text)}
+TESTING_SCHEMA: dict[str, Validator] = {
+    "fail_first_attempt": lambda path, v: v if isinstance(v, bool) else _one_of("lwdna", "baseline")(path, v),
+}
+MODEL_SCHEMA: dict[str, Validator] = {
+    "name": _text,
+    "variant": _optional(lambda path, v: str(_number(1, integer=True)(path, v))
+                         if not isinstance(v, str) else v),
+    "options": _mapping,
+}
+DATASET_SCHEMA: dict[str, Validator] = {"name": _text, "data_dir": _optional(_text),
+                                        "download": _flag}
+TOP_LEVEL_KEYS = ("name", "model", "dataset", "protocol", "space", "baselines", "search",
+                  "scheduler", "resources", "tracking", "storage", "retries", "testing")
+
+
+def _check_keys(path: str, data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    for key in data:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else str(key)
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
+            scope = f"under {path!r}" if path else "at the top level"
+            raise SpecError(f"unknown key {where!r}{maybe}; allowed keys {scope}: "
+                            f"{', '.join(allowed)}")
+
+
+def _section(path: str, data: Any, schema: dict[str, Validator], cls: type) -> Any:
+    data = {} if data is None else _mapping(path, data)
+    _check_keys(path, data, tuple(schema))
+    return cls(**{key: schema[key](f"{path}.{key}", value) for key, value in data.items()})
+
+
+def _named_section(path: str, data: Any, schema: dict[str, Validator], cls: type) -> Any:
+    # `model: resnet56` is short for `model: {name: resnet56}`.
+    if isinstance(data, str):
+        data = {"name": data}
+    if data is None or (isinstance(data, Mapping) and "name" not in data):
+        raise SpecError(f"{path} is required: give a name, e.g. `{path}: "
+                        f"{'resnet56' if path == 'model' else 'cifar10'}`")
+    return _section(path, data, schema, cls)
+
+
+def _protocol(data: Any) -> TrainProtocol:
+    data = {} if data is None else _mapping("protocol", data)
+    defaults = {f.name: f.default for f in fields(TrainProtocol)}
+    _check_keys("protocol", data, tuple(defaults))
+    for key, value in data.items():
+        _check_type(f"protocol.{key}", value, defaults[key])
+    try:
+        return TrainProtocol(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    except ValueError as exc:
+        raise _protocol_error(str(exc).removeprefix("training protocol: "), data) from None
+
+
+def _protocol_error(message: str, data: dict[str, Any]) -> SpecError:
+    # TrainProtocol's messages start with the field name: turn that into the key path.
+    key = message.split(" ", 1)[0]
+    if key in data:
+        return SpecError(f"protocol.{message}, got {data[key]!r}")
+    return SpecError(f"protocol: {message}")
+
+
+def _check_type(path: str, value: Any, default: Any) -> None:
+    # The dataclass defaults say what each protocol field holds.
+    if isinstance(default, bool):
+        _flag(path, value)
+    elif isinstance(default, int):
+        _number(integer=True)(path, value)
+    elif isinstance(default, float):
+        _number()(path, value)
+    elif isinstance(default, str):
+        _text(path, value)
+    elif isinstance(default, tuple):
+        _list(_number(), allow_empty=True)(path, value)
+
+
+# ---------------------------------------------------------------------------------- loading
+def spec_from_dict(data: Any, *, check: bool = True) -> SweepSpec:
+    """Validate a parsed spec; ``check`` also asks hetero about models, data and reachability."""
+    data = _mapping("the sweep spec", data)
+    _check_keys("", data, TOP_LEVEL_KEYS)
+    if "testing" in data and os.environ.get(TESTING_ENV) != "1":
+        raise SpecError(f"testing is a hook for the test suite; remove it from the spec "
+                        f"(or set {TESTING_ENV}=1 when testing)")
+    spec = _build(data)
+    _check_combined(spec)
+    if check:
+        check_spec(spec)
+    return spec
+
+
+def _build(data: dict[str, Any]) -> SweepSpec:
+    if "name" not in data:
+        raise SpecError("name is required: a short name for the sweep, e.g. `name: cifar10-r56`")
+    optional: dict[str, Any] = {}
+    if "baselines" in data:
+        optional["baselines"] = _list(_number(0, 8, lo_open=True), allow_empty=True)(
+            "baselines", data["baselines"] if data["baselines"] is not None else [])
+    if "storage" in data:
+        optional["storage"] = _text("storage", data["storage"])
+    if "retries" in data:
+        optional["retries"] = _number(0, integer=True)("retries", data["retries"])
+    sections = {"space": SPACE_SCHEMA, "search": SEARCH_SCHEMA, "scheduler": SCHEDULER_SCHEMA,
+                "resources": RESOURCE_SCHEMA, "tracking": TRACKING_SCHEMA,
+                "testing": TESTING_SCHEMA}
+    classes = {"space": SpaceSpec, "search": SearchSpec, "scheduler": SchedulerSpec,
+               "resources": ResourceSpec, "tracking": TrackingSpec, "testing": TestingSpec}
+    for key, schema in sections.items():
+        if key in data:
+            optional[key] = _section(key, data[key], schema, classes[key])
+    return SweepSpec(
+        name=_name("name", data["name"]),
+        model=_named_section("model", data.get("model"), MODEL_SCHEMA, ModelSpec),
+        dataset=_named_section("dataset", data.get("dataset"), DATASET_SCHEMA, DatasetSpec),
+        protocol=_protocol(data.get("protocol")), **optional)
+
+
+def _check_combined(spec: SweepSpec) -> None:
+    epochs = spec.protocol.epochs
+    if spec.scheduler.type == "asha" and spec.scheduler.grace_period > epochs:
+        raise _fail("scheduler.grace_period", f"an integer in [1, {epochs}] (protocol.epochs)",
+                    spec.scheduler.grace_period)
+    search = spec.search
+    if search.type == "grid" and search.num_samples != 1:
+        raise SpecError("search.num_samples applies to random and optuna only; grid runs every "
+                        "combination once (list more seeds to repeat trials)")
+    if search.type == "optuna" and not any(len(spec.space.values(d)) > 1
+                                           for d in spec.space.DIMENSIONS):
+        raise SpecError("search.type optuna needs a space with at least one list of two or "
+                        "more values; with a single combination use type: grid")
+    available = len(spec.lwdna_points())
+    if search.type == "random" and search.num_samples > available:
+        raise _fail("search.num_samples", f"an integer in [1, {available}] (the number of "
+                    "distinct lwdna combinations; use type: grid to run them all)",
+                    search.num_samples)
+
+
+def load_spec(path: str | os.PathLike, *, check: bool = True) -> SweepSpec:
+    """Read and validate a sweep YAML file."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise SpecError(f"sweep spec {os.fspath(path)!r} does not exist; pass the path of a "
+                        "YAML file, e.g. sweeps/configs/quickstart.yaml") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"sweep spec {os.fspath(path)!r} is not valid YAML: {exc}") from None
+    try:
+        return spec_from_dict(data, check=check)
+    except SpecError as exc:
+        raise SpecError(f"{os.fspath(path)}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------- hetero checks
+def check_spec(spec: SweepSpec) -> None:
+    """Ask hetero: do the dataset, model and criteria exist, and is every target reachable?"""
+    base = base_config(spec)
+    from hetero.importance import list_criteria
+
+    known = list_criteria()
+    for i, criterion in enumerate(spec.space.criteria):
+        if criterion not in known:
+            raise _fail(f"space.criteria[{i}]", "one of " + ", ".join(known), criterion)
+    if spec.protocol.kd_weight > 0 and spec.baselines:
+        raise SpecError("protocol.kd_weight > 0 needs the widened teacher, which uniform "
+                        "baselines do not have: set kd_weight: 0 or baselines: []")
+    unreachable = _unreachable(spec, base)
+    if unreachable:
+        raise SpecError("unreachable combinations (the per-layer floors keep the network "
+                        "above or the widened network stays below the target): "
+                        + "; ".join(unreachable[:6])
+                        + ". Lower remain_ratios/linear_ratios, raise the target, or widen more.")
+
+
+def base_config(spec: SweepSpec):
+    """The width-1.0 uniform ChannelConfig of the spec's model for its dataset."""
+    from hetero.data import dataset_shape
+    from hetero.method import TrialSpec, base_config_for
+
+    try:
+        shape = dataset_shape(spec.dataset.name, spec.dataset.data_dir)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SpecError(f"dataset: {exc}") from None
+    trial = TrialSpec(model=spec.model.name, variant=spec.model.variant,
+                      options=dict(spec.model.options))
+    try:
+        return base_config_for(trial, shape)
+    except ValueError as exc:
+        raise SpecError(f"model: {exc}") from None
+
+
+def _unreachable(spec: SweepSpec, base) -> list[str]:
+    from hetero.config import widen
+    from hetero.shrink import reachable_range
+
+    space, problems = spec.space, []
+    for width, rho, tau in itertools.product(space.width_mults, space.remain_ratios,
+                                             space.linear_ratios):
+        wide = widen(base, width, divisor=space.divisor)
+        lo, hi = reachable_range(wide, base_config=base, target_metric=space.target_metric,
+                                 remain_ratio=rho, linear_ratio=tau, divisor=space.divisor)
+        for target in space.targets:
+            if not lo - 1e-9 <= target <= hi + 1e-9:
+                problems.append(f"width_mult {width:g}, remain_ratio {rho:g}, linear_ratio "
+                                f"{tau:g}, target {target:g} ({space.target_metric}; reachable "
+                                f"{lo:.3f}-{hi:.3f} of the baseline)")
+    return problems
+
+
+# ---------------------------------------------------------------------------------- smoke test
+SMOKE_DATA_FRACTION = 0.25
+
+
+def smoke_test(spec: SweepSpec) -> SweepSpec:
+    """The same sweep shrunk to two one-epoch lwdna trials and one baseline on digits."""
+    space = spec.space
+    targets = tuple(sorted(space.targets)[-2:])
+    seeds = space.seeds[:1] if len(targets) == 2 else (space.seeds[0], space.seeds[0] + 1)
+    small_space = replace(space, width_mults=space.width_mults[:1], targets=targets,
+                          criteria=space.criteria[:1], remain_ratios=space.remain_ratios[:1],
+                          linear_ratios=space.linear_ratios[:1], seeds=seeds,
+                          data_fractions=(SMOKE_DATA_FRACTION,))
+    protocol = spec.protocol.replace(epochs=1, warmup_epochs=0, device="cpu",
+                                     batch_size=min(spec.protocol.batch_size, 64))
+    search = replace(spec.search, num_samples=1 if spec.search.type == "grid" else 2)
+    return replace(
+        spec, name=f"{spec.name}-smoke", dataset=DatasetSpec("digits"), protocol=protocol,
+        space=small_space, baselines=(1.0,), search=search, scheduler=SchedulerSpec(),
+        resources=ResourceSpec(cpus=1.0, gpus=0.0, max_concurrent=2))

@@ -1,0 +1,300 @@
+"""MLflow for sweeps: where runs go, a reachability check, the parent run and the trial runs.
+
+One parent run per sweep (created on the driver) and one child run per trial (created inside the
+trial's worker, nested through the ``mlflow.parentRunId`` tag). A child run is found again by its
+``trial_id`` tag, so retried and resumed trials keep logging into the run they started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweeps import keys
+
+__all__ = ["TrackingError", "TrialTracking", "TrialRun", "default_tracking_uri",
+           "resolve_tracking_uri", "is_sqlite", "sqlite_path", "check_tracking",
+           "artifact_location", "ensure_experiment", "open_parent_run", "finish_parent_run",
+           "find_child_run", "child_runs", "mark_child_run", "git_commit"]
+
+DEFAULT_DB = "mlflow.db"
+RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used; the message names the URI and the fix."""
+
+
+# ------------------------------------------------------------------------------ where runs go
+def default_tracking_uri(folder: str | os.PathLike | None = None) -> str:
+    """``sqlite:///<abs>/mlflow.db`` in ``folder`` (the current one by default)."""
+    return f"sqlite:///{Path(folder or os.getcwd()).resolve() / DEFAULT_DB}"
+
+
+def is_sqlite(uri: str) -> bool:
+    return uri.startswith("sqlite:///")
+
+
+def sqlite_path(uri: str) -> Path:
+    return Path(uri.removeprefix("sqlite:///"))
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """An explicit URI with relative SQLite paths made absolute (trials run in other folders)."""
+    if not uri:
+        return default_tracking_uri()
+    if is_sqlite(uri) and not sqlite_path(uri).is_absolute():
+        return f"sqlite:///{sqlite_path(uri).resolve()}"
+    return uri.rstrip("/")
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Artifacts of SQLite-backed experiments live in plain folders next to the database.
+
+    That keeps them readable with or without a server in front of the file. A remote server
+    decides for itself (None).
+    """
+    if not is_sqlite(uri):
+        return None
+    return (sqlite_path(uri).parent / "mlartifacts" / experiment).as_uri()
+
+
+# ------------------------------------------------------------------------------ reachability
+def check_tracking(uri: str, *, timeout: float = 5.0) -> None:
+    """Raise :class:`TrackingError` unless runs can be logged at ``uri`` (checked up front)."""
+    if uri.startswith(("http://", "https://")):
+        _check_http(uri, timeout)
+    elif is_sqlite(uri):
+        _check_sqlite(sqlite_path(uri))
+
+
+def _check_http(uri: str, timeout: float) -> None:
+    fix = ("start it (e.g. `mlflow server --host 127.0.0.1 --port PORT --workers 1`), "
+           "or pass --tracking-uri sqlite:///mlflow.db to log to a local file")
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=timeout) as response:
+            if response.status == 200:
+                return
+            problem = f"answered HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        problem = f"answered HTTP {exc.code}"
+        if exc.code == 403:
+            fix = "start the server with --allowed-hosts including this host name"
+    except (urllib.error.URLError, OSError) as exc:
+        problem = f"is not reachable ({getattr(exc, 'reason', exc)})"
+    raise TrackingError(f"MLflow tracking server {uri} {problem}: {fix}.")
+
+
+def _check_sqlite(path: Path) -> None:
+    uri = f"sqlite:///{path}"
+    if not path.parent.is_dir():
+        raise TrackingError(f"MLflow store {uri}: folder {path.parent} does not exist; "
+                            "create it or pass another --tracking-uri.")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise TrackingError(f"MLflow store {uri} is not writable; fix the permissions or pass "
+                            "another --tracking-uri.")
+    try:
+        with sqlite3.connect(path, timeout=10) as db:
+            db.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise TrackingError(f"MLflow store {uri} is not an SQLite database ({exc}); "
+                            "move it away or pass another --tracking-uri.") from None
+
+
+# ------------------------------------------------------------------------------ parent run
+def ensure_experiment(client, name: str, location: str | None) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name, artifact_location=location)
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
+
+
+def _find_parent_run(client, experiment_id: str, sweep: str):
+    found = client.search_runs(
+        [experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+        filter_string=f"tags.{keys.TAG_KIND} = '{keys.KIND_SWEEP}' "
+                      f"and tags.{keys.TAG_SWEEP} = '{sweep}'")
+    return found[0] if found else None
+
+
+def open_parent_run(client, experiment_id: str, *, sweep: str, spec_yaml: str,
+                    resume: bool, tags: dict[str, str] | None = None) -> str:
+    """The sweep's parent run: reused on resume, created otherwise (spec logged as artifact)."""
+    if resume and (run := _find_parent_run(client, experiment_id, sweep)) is not None:
+        client.update_run(run.info.run_id, status=RUNNING)
+        return run.info.run_id
+    if resume:
+        print(f"note: no parent run of sweep {sweep!r} in this tracking store; resuming under a "
+              "new one (finished trials keep their runs under the old parent)", file=sys.stderr)
+    run_tags = {keys.TAG_KIND: keys.KIND_SWEEP, keys.TAG_SWEEP: sweep,
+                keys.TAG_GIT_COMMIT: git_commit(), **(tags or {})}
+    run = client.create_run(experiment_id, run_name=sweep, tags=run_tags)
+    client.log_text(run.info.run_id, spec_yaml, keys.ARTIFACT_SPEC)
+    return run.info.run_id
+
+
+def finish_parent_run(client, run_id: str, status: str = FINISHED) -> None:
+    client.set_terminated(run_id, status)
+
+
+def git_commit() -> str:
+    """HEAD of the checkout this package runs from, '+dirty' with uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=root, capture_output=True,
+                               timeout=5).returncode != 0
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return sha + ("+dirty" if dirty else "")
+
+
+# ------------------------------------------------------------------------------ trial runs
+@dataclass(frozen=True)
+class TrialTracking:
+    """What a trial worker needs to log (picklable; handed to trials with the trainable)."""
+
+    uri: str
+    experiment_id: str
+    parent_run_id: str
+    sweep: str
+
+
+def find_child_run(client, tracking: TrialTracking, trial_id: str):
+    found = client.search_runs(
+        [tracking.experiment_id], max_results=1,
+        filter_string=f"tags.{keys.TAG_TRIAL_ID} = '{trial_id}' "
+                      f"and tags.`{keys.TAG_PARENT_RUN_ID}` = '{tracking.parent_run_id}'")
+    return found[0] if found else None
+
+
+def child_runs(client, tracking: TrialTracking) -> list:
+    """Every child run of the sweep's parent run."""
+    return list(client.search_runs(
+        [tracking.experiment_id], max_results=10_000,
+        filter_string=f"tags.`{keys.TAG_PARENT_RUN_ID}` = '{tracking.parent_run_id}'"))
+
+
+def mark_child_run(client, tracking: TrialTracking, trial_id: str, *, status: str,
+                   stopped_early: bool | None = None) -> None:
+    """Driver-side fix-up of a trial's run (a stopped or crashed worker cannot do it itself)."""
+    run = find_child_run(client, tracking, trial_id)
+    if run is None:
+        return
+    if stopped_early is not None:
+        client.set_tag(run.info.run_id, keys.TAG_STOPPED_EARLY, str(stopped_early).lower())
+    if run.info.status != status:
+        client.set_terminated(run.info.run_id, status)
+
+
+class TrialRun:
+    """One trial's child run, as seen from the trial worker. ``seconds``: time spent in MLflow."""
+
+    def __init__(self, client, run_id: str, seconds: float = 0.0) -> None:
+        self.client, self.run_id, self.seconds = client, run_id, seconds
+
+    @classmethod
+    def open(cls, tracking: TrialTracking, trial_id: str, *, run_name: str,
+             tags: dict[str, str], params: dict[str, Any]) -> TrialRun:
+        """Reuse the trial's run if an earlier attempt made one, else create it."""
+        from mlflow import MlflowClient
+        from mlflow.entities import Param
+
+        start = time.perf_counter()
+        client = MlflowClient(tracking.uri)
+        existing = find_child_run(client, tracking, trial_id)
+        if existing is not None:
+            client.update_run(existing.info.run_id, status=RUNNING)
+            return cls(client, existing.info.run_id, time.perf_counter() - start)
+        run_tags = {**tags, keys.TAG_TRIAL_ID: trial_id, keys.TAG_SWEEP: tracking.sweep,
+                    keys.TAG_PARENT_RUN_ID: tracking.parent_run_id}
+        run = client.create_run(tracking.experiment_id, run_name=run_name, tags=run_tags)
+        client.log_batch(run.info.run_id,
+                         params=[Param(k, _param_text(v)) for k, v in params.items()])
+        return cls(client, run.info.run_id, time.perf_counter() - start)
+
+    def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
+        # Synchronous on purpose: MLflow's async queue makes set_terminated wait up to 1 s for
+        # its logging thread, more than the ~20 ms a direct log_batch costs per epoch.
+        from mlflow.entities import Metric
+
+        start = time.perf_counter()
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if _is_number(v)]
+        self.client.log_batch(self.run_id, metrics=batch)
+        self.seconds += time.perf_counter() - start
+
+    def finish(self, result, *, step: int, metrics: dict[str, float]) -> None:
+        """Final metrics, tags and artifacts of a trial that ran to the end; status FINISHED."""
+        from mlflow.entities import RunTag
+
+        start = time.perf_counter()
+        self.log_metrics(metrics, step)
+        self.client.log_batch(self.run_id, tags=[RunTag(keys.TAG_STOPPED_EARLY, "false")])
+        self.client.log_text(self.run_id, result.config.to_json(), keys.ARTIFACT_CONFIG)
+        self.client.log_text(self.run_id, result.base_config.to_json(), keys.ARTIFACT_BASE_CONFIG)
+        self.client.log_figure(self.run_id, width_figure(result.width_ratios),
+                               keys.ARTIFACT_WIDTH_PLOT)
+        # One more small call so the total includes the artifacts (the rest is milliseconds).
+        self.seconds += time.perf_counter() - start
+        self.client.log_metric(self.run_id, keys.METRIC_TRACKING_SECONDS, self.seconds, step=step)
+        self.client.set_terminated(self.run_id, FINISHED)
+
+    def end(self, status: str, *, stopped_early: bool = False) -> None:
+        """Close a run that did not finish; best effort (it runs while an error propagates)."""
+        try:
+            if stopped_early:
+                self.client.set_tag(self.run_id, keys.TAG_STOPPED_EARLY, "true")
+            self.client.set_terminated(self.run_id, status)
+        except Exception as exc:  # the driver marks leftover RUNNING runs at the end
+            print(f"warning: could not close MLflow run {self.run_id}: {exc}", file=sys.stderr)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def width_figure(width_ratios: dict[str, float]):
+    """Per-layer width / baseline width, one bar per layer, coloured by stage (legend).
+
+    A Figure without pyplot (no GUI, no global state). Layer names are in the JSON artifacts:
+    dozens of rotated names would be unreadable and cost most of the rendering time.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
+    ratios = list(width_ratios.values())
+    stages = [name.split(".", 1)[0] for name in width_ratios]
+    palette = {stage: f"C{i % 10}" for i, stage in enumerate(dict.fromkeys(stages))}
+    fig = Figure(figsize=(max(6.0, 0.09 * len(ratios) + 2.0), 3.0), dpi=90)
+    ax = fig.subplots()
+    ax.bar(range(len(ratios)), ratios, width=0.85, color=[palette[s] for s in stages])
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    ax.set_xlim(-0.6, len(ratios) - 0.4)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(0, max(1.0, *ratios) * 1.25)
+    ax.set_xlabel("layer (forward order)")
+    ax.set_ylabel("width / baseline width")
+    ax.legend(handles=[Patch(color=c, label=s) for s, c in palette.items()], fontsize=7,
+              ncol=len(palette), loc="upper left", frameon=False)
+    fig.subplots_adjust(left=0.1, right=0.99, top=0.97, bottom=0.16)
+    return fig

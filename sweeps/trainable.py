@@ -1,0 +1,235 @@
+"""The Ray Tune function trainable: unpack the trial's config, call hetero, report.
+
+Everything the method does lives in :func:`hetero.method.run_trial`; this module only turns a
+Tune config into a :class:`~hetero.method.TrialSpec`, restores the trial's checkpoint, and sends
+each epoch to Tune (metrics + checkpoint) and to the trial's MLflow child run.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweeps import keys
+from sweeps.tracking import FAILED, FINISHED, TrialRun, TrialTracking
+
+__all__ = ["TrialContext", "train_trial", "trial_spec", "run_name", "trial_name", "trial_dirname",
+           "CHECKPOINT_FILE"]
+
+CHECKPOINT_FILE = "trial.pt"
+PROGRESS_METRICS = (keys.METRIC_ACCURACY, keys.METRIC_FLOPS_RATIO, keys.METRIC_PARAMS_RATIO,
+                    keys.METRIC_EPOCH)
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Sweep-wide settings every trial shares (handed over with ``tune.with_parameters``).
+
+    Kept out of the Tune config on purpose: a resumed sweep passes a fresh context (the local
+    MLflow server of the new session listens on another port).
+    """
+
+    fixed: dict[str, Any]            # TrialSpec fields shared by all trials (model, protocol, ...)
+    tracking: TrialTracking
+    model_label: str                 # what the user wrote, e.g. resnet56 (for run names)
+    family: str
+    variant: str
+    varying: tuple[str, ...] = ()    # searched dimensions with more than one value
+    threads: int = 1
+    fail_marker_dir: str | None = None  # testing hook: fail trials once (see spec.testing)
+    fail_kinds: tuple[str, ...] = ()
+
+
+def trial_spec(context: TrialContext, hp: dict[str, Any]):
+    from hetero.method import TrialSpec
+
+    searched = {k: v for k, v in hp.items() if k != "kind"}
+    return TrialSpec(**context.fixed, **searched, baseline=hp["kind"] == keys.KIND_BASELINE)
+
+
+def run_name(model_label: str, varying: tuple[str, ...], hp: dict[str, Any]) -> str:
+    """E.g. ``resnet56 w2.0 t0.50 dhp s0`` or ``resnet56 uniform w0.75 s0``."""
+    if hp["kind"] == keys.KIND_BASELINE:
+        parts = [model_label, "uniform", f"w{_width(hp['width_mult'])}"]
+    else:
+        parts = [model_label, f"w{_width(hp['width_mult'])}", f"t{hp['target']:.2f}",
+                 hp["criterion"]]
+        parts += [f"{d[0]}{hp[d]:g}" for d in ("remain_ratio", "linear_ratio") if d in varying]
+    if "data_fraction" in varying or hp["data_fraction"] != 1.0:
+        parts.append(f"f{hp['data_fraction']:g}")
+    return " ".join([*parts, f"s{hp['seed']}"])
+
+
+def trial_name(model_label: str, varying: tuple[str, ...], trial) -> str:
+    """Tune's ``trial_name_creator``: the progress table shows the same names as MLflow."""
+    return run_name(model_label, varying, trial.config["hp"])
+
+
+def trial_dirname(model_label: str, varying: tuple[str, ...], trial) -> str:
+    """Tune's ``trial_dirname_creator``: the trial id (unique) plus the run name, no spaces."""
+    return f"{trial.trial_id}_{trial_name(model_label, varying, trial).replace(' ', '_')}"
+
+
+def _width(mult: float) -> str:
+    text = f"{mult:g}"
+    return text if "." in text else f"{text}.0"
+
+
+def _params(spec) -> dict[str, Any]:
+    """Every hyperparameter of the trial, under the names in sweeps.keys."""
+    params = {keys.PARAM_MODEL: spec.model, keys.PARAM_VARIANT: spec.variant,
+              keys.PARAM_DATASET: spec.dataset, keys.PARAM_WIDTH_MULT: spec.width_mult,
+              keys.PARAM_SEED: spec.seed, keys.PARAM_DATA_FRACTION: spec.data_fraction,
+              keys.PARAM_OPTIONS: spec.options, **spec.protocol.to_dict()}
+    if spec.baseline:
+        return {**params, keys.PARAM_CRITERION: "uniform"}
+    return {**params, keys.PARAM_TARGET: spec.target, keys.PARAM_TARGET_METRIC: spec.target_metric,
+            keys.PARAM_CRITERION: spec.criterion, keys.PARAM_REMAIN_RATIO: spec.remain_ratio,
+            keys.PARAM_LINEAR_RATIO: spec.linear_ratio,
+            keys.PARAM_SCORE_BATCHES: spec.score_batches, keys.PARAM_DIVISOR: spec.divisor,
+            keys.PARAM_INHERIT: spec.inherit}
+
+
+def _tags(context: TrialContext, spec) -> dict[str, str]:
+    import ray
+
+    return {keys.TAG_KIND: spec.kind, keys.TAG_MODEL: context.family,
+            keys.TAG_VARIANT: context.variant, keys.TAG_DATASET: spec.dataset,
+            keys.TAG_CRITERION: "uniform" if spec.baseline else spec.criterion,
+            keys.TAG_NODE_IP: ray.util.get_node_ip_address()}
+
+
+def _restored_checkpoint() -> dict[str, Any] | None:
+    import torch
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu")
+
+
+class EpochReporter:
+    """The ``on_epoch`` callback: MLflow gets every epoch; Tune gets every epoch but the last.
+
+    The last epoch is reported to Tune after the trial's MLflow run is complete: a scheduler
+    that stops the trial at that report (ASHA at max_t) cannot cut its final logging short.
+    """
+
+    def __init__(self, run: TrialRun, context: TrialContext, spec) -> None:
+        self.run, self.context, self.spec = run, context, spec
+        self.cost: dict[str, float] | None = None
+        self.last_metrics: dict[str, Any] = {}
+        self.last_checkpoint: dict[str, Any] | None = None
+        self.seconds = 0.0                      # in tune.report and checkpoint writes
+
+    def __call__(self, metrics: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+        first_call = self.cost is None
+        cost = self._cost(checkpoint)
+        self.last_metrics, self.last_checkpoint = {**metrics, **cost}, checkpoint
+        # The cost once per attempt, so that a trial stopped early has it in MLflow too.
+        self.run.log_metrics(self.last_metrics if first_call else metrics, step=metrics[keys.METRIC_EPOCH])
+        if metrics[keys.METRIC_EPOCH] < self.spec.protocol.epochs:
+            self.report(self.last_metrics, checkpoint)
+            self._maybe_fail_once()
+
+    def report(self, metrics: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
+        import torch
+        from ray import tune
+
+        # Tune's progress table shows the first four metrics of a report: put these first.
+        ordered = {**{k: metrics[k] for k in PROGRESS_METRICS if k in metrics}, **metrics}
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as folder:
+            if checkpoint is not None:
+                torch.save(checkpoint, Path(folder) / CHECKPOINT_FILE)
+            saved = tune.Checkpoint.from_directory(folder) if checkpoint is not None else None
+            tune.report(ordered, checkpoint=saved)
+        self.seconds += time.perf_counter() - start
+
+    def _cost(self, checkpoint: dict[str, Any]) -> dict[str, float]:
+        # Optuna's second objective and the progress table need the cost at every report.
+        if self.cost is None:
+            from hetero.complexity import complexity
+            from hetero.config import ChannelConfig
+
+            own = complexity(ChannelConfig.from_dict(checkpoint["config"]))
+            base = complexity(ChannelConfig.from_dict(checkpoint["base_config"]))
+            self.cost = {keys.METRIC_FLOPS: own.flops, keys.METRIC_PARAMS: own.params,
+                         keys.METRIC_FLOPS_RATIO: own.flops / base.flops,
+                         keys.METRIC_PARAMS_RATIO: own.params / base.params}
+        return self.cost
+
+    def _maybe_fail_once(self) -> None:
+        # Testing hook (spec `testing.fail_first_attempt`): the first attempt of the chosen
+        # trials dies after its first checkpoint; the retry must resume from it.
+        from ray import tune
+
+        context = self.context
+        if context.fail_marker_dir is None or self.spec.kind not in context.fail_kinds:
+            return
+        marker = Path(context.fail_marker_dir) / tune.get_context().get_trial_id()
+        if not marker.exists():
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+            raise RuntimeError("testing hook fail_first_attempt: this attempt fails on purpose")
+
+
+def train_trial(config: dict[str, Any], context: TrialContext) -> None:
+    """Tune function trainable. ``config["hp"]`` holds the trial's searched hyperparameters."""
+    from hetero.method import run_trial
+
+    start = time.perf_counter()
+    _prepare_worker(context)
+    spec = trial_spec(context, config["hp"])
+    run = _open_run(context, config["hp"], spec)
+    reporter = EpochReporter(run, context, spec)
+    restored = _restored_checkpoint()
+    try:
+        result = run_trial(spec, on_epoch=reporter, checkpoint=restored)
+    except SystemExit:
+        # Tune stops a trial (e.g. ASHA) by raising SystemExit inside tune.report.
+        run.end(FINISHED, stopped_early=True)
+        raise
+    except BaseException:
+        run.end(FAILED)
+        raise
+    final = {**result.metrics(), keys.METRIC_TRIAL_SECONDS: time.perf_counter() - start,
+             keys.METRIC_REPORT_SECONDS: reporter.seconds}
+    # Values already logged at the last epoch are not logged twice at the same step.
+    run.finish(result, step=result.epochs,
+               metrics={k: v for k, v in final.items() if reporter.last_metrics.get(k) != v})
+    # A scheduler may stop the trial at this report (ASHA at max_t): the SystemExit Tune raises
+    # for that must propagate (swallowed, the trial's thread would never end).
+    reporter.report({**reporter.last_metrics, **final, keys.METRIC_EPOCH: result.epochs},
+                    reporter.last_checkpoint or restored)
+
+
+def _open_run(context: TrialContext, hp: dict[str, Any], spec) -> TrialRun:
+    from ray import tune
+
+    return TrialRun.open(context.tracking, tune.get_context().get_trial_id(),
+                         run_name=run_name(context.model_label, context.varying, hp),
+                         tags=_tags(context, spec), params=_params(spec))
+
+
+def _prepare_worker(context: TrialContext) -> None:
+    import logging
+
+    import torch
+
+    torch.set_num_threads(context.threads)
+    # One line per checkpoint and per MLflow run would drown Tune's progress table.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    logging.getLogger("ray.tune").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+def thread_count(cpus: float) -> int:
+    """Torch threads for a trial holding ``cpus`` Ray CPUs (at least one)."""
+    return max(1, int(cpus))

@@ -1,0 +1,190 @@
+"""Sweep spec validation, the shipped sweep files, smoke-test shrinking, and CLI errors (no Ray)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sweeps.spec import TESTING_ENV, SpecError, load_spec, smoke_test, spec_from_dict
+
+CONFIGS = sorted((Path(__file__).resolve().parent.parent / "sweeps" / "configs").glob("*.yaml"))
+MINIMAL = {"name": "t", "model": "resnet20", "dataset": "digits",
+           "space": {"remain_ratios": [0.25]}}
+
+
+def spec_with(**changes):
+    return spec_from_dict({**MINIMAL, **changes})
+
+
+def error_of(**changes) -> str:
+    with pytest.raises(SpecError) as info:
+        spec_with(**changes)
+    return str(info.value)
+
+
+# -------------------------------------------------------------------- structure and values
+def test_unknown_top_level_key_names_it_and_the_allowed_keys():
+    message = error_of(serach={"type": "grid"})
+    assert "'serach'" in message and "did you mean 'search'" in message
+    for allowed in ("name", "model", "dataset", "protocol", "space", "baselines", "search",
+                    "scheduler", "resources", "tracking", "storage", "retries"):
+        assert allowed in message
+
+
+def test_unknown_nested_key_names_its_path_and_the_allowed_keys():
+    message = error_of(search={"smapler": "tpe"})
+    assert "'search.smapler'" in message
+    assert "type, num_samples, sampler, seed" in message
+
+
+def test_unknown_protocol_key_names_the_protocol_fields():
+    message = error_of(protocol={"epoch": 3})
+    assert "'protocol.epoch'" in message and "epochs" in message and "weight_decay" in message
+
+
+@pytest.mark.parametrize("changes, path, accepted", [
+    ({"space": {"remain_ratios": [0.4, 1.5]}}, "space.remain_ratios[1]", "(0, 1]"),
+    ({"space": {"width_mults": [0.5]}}, "space.width_mults[0]", "[1, 8]"),
+    ({"space": {"data_fractions": [0]}}, "space.data_fractions[0]", "(0, 1]"),
+    ({"search": {"type": "bayes"}}, "search.type", "grid, random, optuna"),
+    ({"scheduler": {"type": "asha", "grace_period": 50}}, "scheduler.grace_period",
+     "[1, 10]"),
+    ({"resources": {"cpus": 0}}, "resources.cpus", "> 0"),
+    ({"retries": -1}, "retries", ">= 0"),
+    ({"protocol": {"epochs": "ten"}}, "protocol.epochs", "an integer"),
+    ({"protocol": {"epochs": 0}}, "protocol.epochs", ">= 1"),
+    ({"name": "my sweep"}, "name", "letters, digits"),
+])
+def test_bad_value_names_its_path_and_accepted_range(changes, path, accepted):
+    message = error_of(**changes)
+    assert message.startswith(path), message
+    assert accepted in message
+
+
+def test_unknown_model_dataset_and_criterion_are_refused():
+    assert "model: unknown model 'resnet21'" in error_of(model="resnet21")
+    assert "dataset: unknown dataset 'mnist'" in error_of(dataset="mnist")
+    message = error_of(space={"criteria": ["dhp", "magic"], "remain_ratios": [0.25]})
+    assert message.startswith("space.criteria[1]") and "dhp" in message
+
+
+def test_unreachable_combination_is_refused_naming_it():
+    # rho 0.4 at width 2 keeps every layer >= 0.8x the baseline: 0.3 of its FLOPs is too low.
+    message = error_of(space={"width_mults": [1.5, 2.0], "targets": [0.3, 1.0],
+                              "remain_ratios": [0.4]})
+    assert "width_mult 2, remain_ratio 0.4, linear_ratio 0.45, target 0.3" in message
+    assert "target 1 " not in message  # reachable combinations are not listed
+    assert "Lower remain_ratios" in message
+
+
+def test_random_search_cannot_ask_for_more_points_than_exist():
+    message = error_of(search={"type": "random", "num_samples": 5})
+    assert message.startswith("search.num_samples") and "[1, 1]" in message
+
+
+def test_testing_hook_needs_the_testing_switch(monkeypatch):
+    monkeypatch.delenv(TESTING_ENV, raising=False)
+    assert "hook for the test suite" in error_of(testing={"fail_first_attempt": True})
+    monkeypatch.setenv(TESTING_ENV, "1")
+    assert spec_with(testing={"fail_first_attempt": "baseline"}).testing.fail_first_attempt == "baseline"
+
+
+def test_malformed_yaml_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nspace: {width_mults: [1.5\n")
+    with pytest.raises(SpecError, match="bad.yaml.*not valid YAML"):
+        load_spec(path)
+
+
+# -------------------------------------------------------------------- points
+def test_grid_runs_the_product_plus_baselines_per_seed_and_fraction():
+    spec = spec_with(space={"width_mults": [1.5, 2.0], "targets": [0.5, 1.0],
+                            "remain_ratios": [0.25], "seeds": [0, 1]}, baselines=[0.5, 1.0])
+    points = spec.fixed_points()
+    assert sum(p["kind"] == "lwdna" for p in points) == 8
+    assert sum(p["kind"] == "baseline" for p in points) == 4
+    assert len({tuple(sorted(p.items())) for p in points}) == 12
+
+
+def test_random_search_samples_distinct_points_reproducibly():
+    data = {**MINIMAL, "space": {"width_mults": [1.5, 2.0], "targets": [0.5, 0.75, 1.0],
+                                 "remain_ratios": [0.25]},
+            "search": {"type": "random", "num_samples": 4, "seed": 3}}
+    first, again = spec_from_dict(data).fixed_points(), spec_from_dict(data).fixed_points()
+    lwdna = [p for p in first if p["kind"] == "lwdna"]
+    assert first == again and len(lwdna) == 4
+    assert len({(p["width_mult"], p["target"]) for p in lwdna}) == 4
+
+
+# -------------------------------------------------------------------- shipped files, smoke test
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_sweep_files_load_and_their_smoke_versions_are_valid(path):
+    spec = load_spec(path)
+    small = smoke_test(spec)
+    points = small.fixed_points()
+    assert sum(p["kind"] == "lwdna" for p in points) == 2
+    assert sum(p["kind"] == "baseline" for p in points) == 1
+    assert small.dataset.name == "digits" and small.protocol.epochs == 1
+    assert small.resources.gpus == 0 and small.scheduler.type == "fifo"
+    from sweeps.spec import check_spec
+
+    check_spec(small)  # the shrunk targets are reachable on digits too
+
+
+def test_paper_sweep_files_use_the_paper_settings():
+    for path in CONFIGS:
+        if path.stem == "quickstart":
+            continue
+        spec = load_spec(path)
+        assert spec.space.width_mults == (2.0,)
+        assert spec.space.remain_ratios == (0.4,) and spec.space.linear_ratios == (0.45,)
+        assert spec.space.score_batches == 2 and spec.protocol.lr == 0.1
+        assert spec.protocol.weight_decay == 1e-4
+        assert all(0.9 <= t <= 1.0 for t in spec.space.targets)
+
+
+def test_spec_round_trips_through_its_yaml_artifact():
+    spec = load_spec(CONFIGS[0])
+    assert spec_from_dict(yaml.safe_load(yaml.safe_dump(spec.to_dict()))) == spec
+
+
+# -------------------------------------------------------------------- CLI and imports
+def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sweeps.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_reports_a_bad_spec_in_one_paragraph(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, "space": {"remain_ratio": [0.3]}}))
+    done = run_cli([str(path)], tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "'space.remain_ratio'" in done.stderr and "remain_ratios" in done.stderr
+
+
+def test_unreachable_tracking_server_is_reported_before_anything_starts(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, "storage": str(tmp_path / "results")}))
+    start = time.monotonic()
+    done = run_cli([str(path), "--tracking-uri", "http://127.0.0.1:9"], tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "http://127.0.0.1:9" in done.stderr and "not reachable" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "results").exists()      # no Tune experiment was started
+    assert not (tmp_path / "mlflow.db").exists()
+    assert time.monotonic() - start < 60
+
+
+def test_importing_sweeps_stays_light():
+    code = ("import sys, sweeps, sweeps.keys, sweeps.cli, sweeps.spec; "
+            "heavy = {'ray', 'mlflow', 'optuna', 'torch'} & set(sys.modules); print(sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ}, timeout=60).stdout.strip()
+    assert out == "[]"
