@@ -450,9 +450,6 @@ def check_spec(spec: SweepSpec) -> None:
     for i, criterion in enumerate(spec.space.criteria):
         if criterion not in known:
             raise _fail(f"space.criteria[{i}]", "one of " + ", ".join(known), criterion)
-    if spec.protocol.kd_weight > 0 and spec.baselines:
-        raise SpecError("protocol.kd_weight > 0 needs the widened teacher, which uniform "
-                        "baselines do not have: set kd_weight: 0 or baselines: []")
     unreachable = _unreachable(spec, base)
     if unreachable:
         raise SpecError("unreachable combinations (the per-layer floors keep the network "
