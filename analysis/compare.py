@@ -41,9 +41,15 @@ def uniform_curve(trials: pd.DataFrame, *, cost: str = keys.METRIC_FLOPS) -> pd.
     return curve
 
 
+# Relative slack at the ends of the uniform curve's cost range (the shrink tolerance).
+EDGE_TOLERANCE = 0.005
+
+
 def accuracy_at(curve: pd.DataFrame, value: float, *, cost: str = keys.METRIC_FLOPS
                 ) -> tuple[float, str]:
     """(uniform-curve accuracy at this cost, "") or (NaN, why not)."""
+    if len(curve) > 1:
+        value = _snap_to_range(value, float(curve[cost].min()), float(curve[cost].max()))
     reason = _range_problem(curve, cost, value, f"baseline {_label(cost)} range", format_count)
     if reason:
         return float("nan"), reason
@@ -114,6 +120,16 @@ def _usable(trials: pd.DataFrame, kind: str, cost: str) -> pd.DataFrame:
     if "stopped_early" in rows.columns:
         rows = rows[~rows["stopped_early"].astype(bool)]
     return rows.dropna(subset=[ACC, cost]).copy()
+
+
+def _snap_to_range(value: float, lo: float, hi: float) -> float:
+    """Shrinking hits a target to +/-0.5 %: a point that close to an end of the curve is
+    compared at that end instead of being refused as an extrapolation."""
+    if lo * (1 - EDGE_TOLERANCE) <= value < lo:
+        return lo
+    if hi < value <= hi * (1 + EDGE_TOLERANCE):
+        return hi
+    return value
 
 
 def _range_problem(curve, column, value, what, fmt) -> str:

@@ -118,3 +118,16 @@ def test_verdict_with_no_point_inside_the_range():
 def test_verdict_without_lwdna():
     curve = uniform_curve(trials(LINEAR))
     assert verdict(curve, pd.DataFrame()).startswith("No finished LW-DNA trial")
+
+
+def test_a_point_within_the_shrink_tolerance_of_the_range_end_is_compared_at_the_end():
+    import pandas as pd
+
+    from analysis.compare import accuracy_at, uniform_curve
+
+    trials = pd.DataFrame({"kind": ["baseline", "baseline"], "width_mult": [0.5, 1.0],
+                           "seed": [0, 0], "accuracy": [0.9, 0.95], "flops": [100.0, 400.0],
+                           "params": [1.0, 4.0]})
+    curve = uniform_curve(trials)
+    assert accuracy_at(curve, 400.0 * 1.004)[0] == 0.95          # within 0.5 %: the end
+    assert accuracy_at(curve, 400.0 * 1.01)[1].startswith("outside")  # beyond: refused
