@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
 from hetero.complexity import complexity
 from hetero.config import ChannelConfig, uniform, widen
-from hetero.protocol import TrainProtocol
+from hetero.protocol import TrainProtocol, from_known_keys
 
 __all__ = ["TrialSpec", "TrialResult", "Derivation", "derive", "run_trial", "base_config_for"]
 
@@ -71,11 +71,7 @@ class TrialSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown trial keys {sorted(unknown)}; allowed: {sorted(known)}")
-        return cls(**data)
+        return from_known_keys(cls, data, "trial")
 
 
 @dataclass

@@ -10,9 +10,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-__all__ = ["TrainProtocol"]
+__all__ = ["TrainProtocol", "from_known_keys"]
 
 SCHEDULES = ("cosine", "step")
+
+
+def from_known_keys(cls, data: dict[str, Any], what: str):
+    """Build dataclass ``cls`` from ``data``, refusing unknown keys with the allowed ones."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown {what} keys {sorted(unknown)}; allowed: {sorted(known)}")
+    return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -62,11 +71,7 @@ class TrainProtocol:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainProtocol:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown protocol keys {sorted(unknown)}; allowed: {sorted(known)}")
-        return cls(**data)
+        return from_known_keys(cls, data, "protocol")
 
     def replace(self, **changes: Any) -> TrainProtocol:
         return replace(self, **changes)
