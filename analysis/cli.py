@@ -35,7 +35,7 @@ def command(args: argparse.Namespace) -> int:
                                tracking_uri=args.tracking_uri, out_dir=args.out,
                                log_x=args.log_x, log_to_mlflow=args.log_to_mlflow)
     except AnalysisError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"hetero pareto: error: {exc}", file=sys.stderr)
         return 2
     print(f"report of sweep {report.sweep.name!r} ({len(report.sweep.trials)} trials) "
           f"written to {args.out}: {', '.join(report.paths)}")

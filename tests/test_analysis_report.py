@@ -237,7 +237,7 @@ def test_cli_prints_error_without_traceback(store, capsys):
     assert _run_cli(["--experiment", "nope", "--tracking-uri", store["uri"],
                      "--out", str(store["root"] / "x")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: no experiment named 'nope'") and "Traceback" not in err
+    assert err.startswith("hetero pareto: error: no experiment named 'nope'") and "Traceback" not in err
 
 
 def test_cli_reports_files_and_verdict(store, capsys):
