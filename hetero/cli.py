@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DATASETS = ("digits", "cifar10", "cifar100", "imagenet", "imagefolder")
+from hetero.dataset_info import DATASET_SHAPES, DATASETS
 
 
 class CliError(Exception):
@@ -89,11 +89,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- complexity
 def _shape_for(dataset: str, data_dir: str | None) -> tuple[int, int, int]:
-    from hetero.data import DATASET_SHAPES, dataset_shape
-
     if dataset == "imagefolder" and data_dir is None:
         raise CliError("--dataset imagefolder needs --data-dir")
-    return dataset_shape(dataset, data_dir) if dataset == "imagefolder" else DATASET_SHAPES[dataset]
+    if dataset != "imagefolder":
+        return DATASET_SHAPES[dataset]
+    from hetero.data import dataset_shape
+
+    return dataset_shape(dataset, data_dir)
 
 
 def cmd_complexity(args: argparse.Namespace) -> int:

@@ -19,13 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hetero.dataset_info import DATASET_SHAPES, DATASETS
+
 __all__ = ["DATASET_SHAPES", "DATASETS", "ImageData", "TensorImageData", "StreamingImageData",
            "dataset_shape", "load_dataset"]
 
-# (in_channels, input_size, num_classes)
-DATASET_SHAPES = {"digits": (1, 8, 10), "cifar10": (3, 32, 10), "cifar100": (3, 32, 100),
-                  "imagenet": (3, 224, 1000)}
-DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "imagenet")
 
 # Reference code (option.py): the same statistics for CIFAR-10 and CIFAR-100.
 CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
