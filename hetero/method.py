@@ -228,7 +228,9 @@ def run_trial(spec: TrialSpec, *, on_epoch: EpochCallback | None = None,
               checkpoint: dict[str, Any] | None = None, data=None) -> TrialResult:
     """Run one trial end to end and return its result.
 
-    ``on_epoch(metrics, checkpoint)`` is called after every epoch; ``checkpoint`` is a
+    ``on_epoch(metrics, checkpoint)`` is called after every epoch (metrics: the trainer's
+    per-epoch metrics plus the network's ``flops``, ``params`` and their ratios to the width-1.0
+    baseline, macs accounting); ``checkpoint`` is a
     ``torch.save``-able dict. Passing it back as ``checkpoint=`` resumes the trial: the derived
     configuration is read from it (no re-scoring) and training continues where it stopped, giving
     the same result as an uninterrupted run.
@@ -259,14 +261,19 @@ def run_trial(spec: TrialSpec, *, on_epoch: EpochCallback | None = None,
         trainer.load_state_dict(checkpoint["trainer"])
     extra = {"config": config.to_dict(), "base_config": base.to_dict(),
              "search_seconds": derivation.search_seconds, "spec": spec.to_dict()}
+    macs, paper = complexity(config, "macs"), complexity(config, "paper")
+    base_macs, base_paper = complexity(base, "macs"), complexity(base, "paper")
+    # The cost is fixed before training; every epoch report carries it (multi-objective search
+    # and schedulers need it at each report), so callers never recount it.
+    cost = {"flops": macs.flops, "params": macs.params,
+            "flops_ratio": macs.flops / base_macs.flops,
+            "params_ratio": macs.params / base_macs.params}
 
     def report(metrics: dict[str, Any], trainer_obj) -> None:
         if on_epoch is not None:
-            on_epoch(metrics, {**extra, "trainer": trainer_obj.state_dict()})
+            on_epoch({**metrics, **cost}, {**extra, "trainer": trainer_obj.state_dict()})
 
     summary = trainer.fit(on_epoch=report)
-    macs, paper = complexity(config, "macs"), complexity(config, "paper")
-    base_macs, base_paper = complexity(base, "macs"), complexity(base, "paper")
     return TrialResult(
         kind=spec.kind, accuracy=summary.accuracy, top5=summary.top5,
         flops=macs.flops, params=macs.params, flops_paper=paper.flops, params_paper=paper.params,

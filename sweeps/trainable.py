@@ -23,6 +23,9 @@ __all__ = ["TrialContext", "train_trial", "trial_spec", "run_name", "trial_name"
 CHECKPOINT_FILE = "trial.pt"
 PROGRESS_METRICS = (keys.METRIC_ACCURACY, keys.METRIC_FLOPS_RATIO, keys.METRIC_PARAMS_RATIO,
                     keys.METRIC_EPOCH)
+# The network's cost, which hetero adds to every epoch's metrics (it never changes in a trial).
+COST_METRICS = (keys.METRIC_FLOPS, keys.METRIC_PARAMS, keys.METRIC_FLOPS_RATIO,
+                keys.METRIC_PARAMS_RATIO)
 
 
 @dataclass(frozen=True)
@@ -123,17 +126,19 @@ class EpochReporter:
 
     def __init__(self, run: TrialRun, context: TrialContext, spec) -> None:
         self.run, self.context, self.spec = run, context, spec
-        self.cost: dict[str, float] | None = None
         self.last_metrics: dict[str, Any] = {}
         self.last_checkpoint: dict[str, Any] | None = None
         self.seconds = 0.0                      # in tune.report and checkpoint writes
 
     def __call__(self, metrics: dict[str, Any], checkpoint: dict[str, Any]) -> None:
-        first_call = self.cost is None
-        cost = self._cost(checkpoint)
-        self.last_metrics, self.last_checkpoint = {**metrics, **cost}, checkpoint
-        # The cost once per attempt, so that a trial stopped early has it in MLflow too.
-        self.run.log_metrics(self.last_metrics if first_call else metrics, step=metrics[keys.METRIC_EPOCH])
+        first_call = not self.last_metrics
+        self.last_metrics, self.last_checkpoint = metrics, checkpoint
+        # hetero puts the (fixed) cost in every epoch's metrics: Tune gets it at each report
+        # (Optuna's second objective, the progress table); MLflow once per attempt, so that a
+        # trial stopped early has it too.
+        logged = metrics if first_call else {k: v for k, v in metrics.items()
+                                             if k not in COST_METRICS}
+        self.run.log_metrics(logged, step=metrics[keys.METRIC_EPOCH])
         if metrics[keys.METRIC_EPOCH] < self.spec.protocol.epochs:
             self.report(self.last_metrics, checkpoint)
             self._maybe_fail_once()
@@ -151,19 +156,6 @@ class EpochReporter:
             saved = tune.Checkpoint.from_directory(folder) if checkpoint is not None else None
             tune.report(ordered, checkpoint=saved)
         self.seconds += time.perf_counter() - start
-
-    def _cost(self, checkpoint: dict[str, Any]) -> dict[str, float]:
-        # Optuna's second objective and the progress table need the cost at every report.
-        if self.cost is None:
-            from hetero.complexity import complexity
-            from hetero.config import ChannelConfig
-
-            own = complexity(ChannelConfig.from_dict(checkpoint["config"]))
-            base = complexity(ChannelConfig.from_dict(checkpoint["base_config"]))
-            self.cost = {keys.METRIC_FLOPS: own.flops, keys.METRIC_PARAMS: own.params,
-                         keys.METRIC_FLOPS_RATIO: own.flops / base.flops,
-                         keys.METRIC_PARAMS_RATIO: own.params / base.params}
-        return self.cost
 
     def _maybe_fail_once(self) -> None:
         # Testing hook (spec `testing.fail_first_attempt`): the first attempt of the chosen
