@@ -286,7 +286,8 @@ RESOURCE_SCHEMA: dict[str, Validator] = {
 }
 TRACKING_SCHEMA: dict[str, Validator] = {"uri": _optional(_text), "experiment": _optional(_text)}
 TESTING_SCHEMA: dict[str, Validator] = {
-    "fail_first_attempt": lambda path, v: v if isinstance(v, bool) else _one_of("lwdna", "baseline")(path, v),
+    "fail_first_attempt": lambda path, v: (
+        v if isinstance(v, bool) else _one_of(keys.KIND_LWDNA, keys.KIND_BASELINE)(path, v)),
 }
 MODEL_SCHEMA: dict[str, Validator] = {
     "name": _text,

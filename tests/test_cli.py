@@ -15,12 +15,12 @@ def hetero(*args, check=True):
     return out
 
 
-def test_help_is_fast_and_imports_nothing_heavy():
-    code = ("import sys, time; t = time.perf_counter()\n"
+def test_help_imports_nothing_heavy():
+    code = ("import sys\n"
             "from hetero.cli import build_parser; build_parser()\n"
-            "print(time.perf_counter() - t, 'torch' in sys.modules, 'ray' in sys.modules)")
+            "print('torch' in sys.modules, 'ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    _seconds, torch_loaded, ray_loaded = out.stdout.split()
+    torch_loaded, ray_loaded = out.stdout.split()
     assert torch_loaded == "False" and ray_loaded == "False"
     assert "complexity" in hetero("--help").stdout
 
