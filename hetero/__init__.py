@@ -4,9 +4,20 @@ This package is the method. It imports torch, torchvision, numpy and scikit-lear
 ray, optuna or mlflow: sweeps and tracking attach through callbacks (see ``sweeps``).
 """
 
-from hetero.complexity import Complexity, complexity
-from hetero.config import ChannelConfig, make_divisible, uniform, widen
+from hetero.complexity import Complexity
+from hetero.config import ChannelConfig, make_divisible
 
-__all__ = ["ChannelConfig", "Complexity", "complexity", "make_divisible", "uniform", "widen",
-           "__version__"]
+__all__ = ["ChannelConfig", "Complexity", "complexity", "create_model", "make_divisible",
+           "register_model", "uniform", "widen", "__version__"]
 __version__ = "0.1.0"
+
+_FACTORY = ("complexity", "create_model", "register_model", "uniform", "widen")
+
+
+def __getattr__(name: str):
+    # The factory imports torch and the model families: only when asked for.
+    if name in _FACTORY:
+        from hetero.models import factory
+
+        return getattr(factory, name)
+    raise AttributeError(f"module 'hetero' has no attribute {name!r}")

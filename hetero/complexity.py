@@ -1,107 +1,82 @@
-"""Exact FLOPs and parameter counts, from a channel configuration (no forward pass).
+"""Cost arithmetic: FLOPs and parameters as polynomials in the channel widths (a leaf module).
 
-Each model family lists its operations (:class:`Conv`, :class:`Linear`, :class:`BatchNorm`,
-:class:`Act`) with their channel counts and spatial sizes; this module sums them in one of two
-accountings:
+The channel graph (:mod:`hetero.graph`) turns every op of a network into terms of these
+polynomials, once; evaluating them at any widths is then a few array products, which is what the
+shrinker's bisection needs. Two accountings:
 
-- ``macs``: conv + fully-connected multiply-accumulates and their weights (+ biases). This is what
-  the paper's reference search code counts (BN, ReLU and pooling are not counted).
-- ``paper``: ``macs`` + batch norm (2 FLOPs per output element) + activation (1 per element,
+- ``macs``: conv + fully-connected multiply-accumulates and their weights (+ biases). What the
+  paper's reference search code counts, and what targets are measured in.
+- ``paper``: ``macs`` + batch norm (2 FLOPs per output element) + ReLU/ReLU6 (1 per element,
   counted once per activation *module*) and BN's affine parameters. This reproduces the FLOPs and
-  params in the paper's tables exactly.
+  params of the paper's tables.
+
+``hetero.complexity(config)`` (the factory) counts a :class:`~hetero.config.ChannelConfig`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-if TYPE_CHECKING:
-    from hetero.config import ChannelConfig
+import numpy as np
 
-__all__ = [
-    "ACCOUNTINGS", "Conv", "Linear", "BatchNorm", "Act", "Op", "Complexity",
-    "count_ops", "complexity", "conv_out",
-]
+__all__ = ["ACCOUNTINGS", "Complexity", "CostTerms", "CostModel"]
 
 ACCOUNTINGS = ("macs", "paper")
 
 
 @dataclass(frozen=True)
-class Conv:
-    cin: int
-    cout: int
-    kernel: int
-    out_hw: tuple[int, int]
-    groups: int = 1
-    bias: bool = False
-
-
-@dataclass(frozen=True)
-class Linear:
-    cin: int
-    cout: int
-    bias: bool = True
-
-
-@dataclass(frozen=True)
-class BatchNorm:
-    channels: int
-    hw: tuple[int, int]
-
-
-@dataclass(frozen=True)
-class Act:
-    """One activation module; ``elements`` is the size of its (last) output, batch size 1."""
-
-    elements: int
-
-
-Op = Conv | Linear | BatchNorm | Act
-
-
-@dataclass(frozen=True)
 class Complexity:
-    flops: int
+    flops: int      # multiply-accumulates (+ BN and ReLU in the paper accounting)
     params: int
 
 
-def conv_out(size: int, kernel: int, stride: int = 1, padding: int | None = None) -> int:
-    """Spatial output size of a conv or pool (padding defaults to ``kernel // 2``)."""
-    if padding is None:
-        padding = kernel // 2
-    return (size + 2 * padding - kernel) // stride + 1
+@dataclass
+class CostTerms:
+    """sum(linear[u] * w[u]) + sum(product[u, v] * w[u] * w[v]), w the unit widths."""
+
+    linear: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    product: dict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
+
+    def add_linear(self, unit: int, coefficient: int) -> None:
+        self.linear[unit] += int(coefficient)
+
+    def add_product(self, a: int, b: int, coefficient: int) -> None:
+        self.product[(min(a, b), max(a, b))] += int(coefficient)
 
 
-def count_ops(ops: Iterable[Op], accounting: str = "macs") -> Complexity:
-    """Sum FLOPs and params over an operation list in the chosen accounting."""
-    if accounting not in ACCOUNTINGS:
-        raise ValueError(f"unknown accounting {accounting!r}; choose one of {ACCOUNTINGS}")
-    paper = accounting == "paper"
-    flops = params = 0
-    for op in ops:
-        if isinstance(op, Conv):
-            weights = op.kernel * op.kernel * (op.cin // op.groups) * op.cout
-            flops += weights * op.out_hw[0] * op.out_hw[1]
-            params += weights + (op.cout if op.bias else 0)
-        elif isinstance(op, Linear):
-            flops += op.cin * op.cout
-            params += op.cin * op.cout + (op.cout if op.bias else 0)
-        elif isinstance(op, BatchNorm):
-            if paper:
-                flops += 2 * op.channels * op.hw[0] * op.hw[1]
-                params += 2 * op.channels
-        elif isinstance(op, Act):
-            if paper:
-                flops += op.elements
-        else:  # pragma: no cover - families only emit the four kinds above
-            raise TypeError(f"unknown op {op!r}")
-    return Complexity(flops=flops, params=params)
+class _Compiled:
+    def __init__(self, terms: CostTerms) -> None:
+        self.lin_index = np.array(list(terms.linear), dtype=np.int64)
+        self.lin_coef = np.array(list(terms.linear.values()), dtype=np.int64)
+        pairs = list(terms.product)
+        self.a = np.array([p[0] for p in pairs], dtype=np.int64)
+        self.b = np.array([p[1] for p in pairs], dtype=np.int64)
+        self.prod_coef = np.array(list(terms.product.values()), dtype=np.int64)
+
+    def __call__(self, w: np.ndarray) -> int:
+        total = int(self.lin_coef @ w[self.lin_index]) if self.lin_index.size else 0
+        if self.a.size:
+            total += int(self.prod_coef @ (w[self.a] * w[self.b]))
+        return total
 
 
-def complexity(config: ChannelConfig, accounting: str = "macs") -> Complexity:
-    """FLOPs and params of the network described by ``config``."""
-    from hetero.models.registry import get_family
+class CostModel:
+    """FLOPs and params of one network at any unit widths, in either accounting."""
 
-    return count_ops(get_family(config.family).ops(config), accounting)
+    def __init__(self, terms: dict[str, CostTerms], num_units: int) -> None:
+        self.num_units = num_units
+        self._compiled = {key: _Compiled(t) for key, t in terms.items()}
+
+    def __call__(self, widths: Sequence[int] | np.ndarray, accounting: str = "macs"
+                 ) -> Complexity:
+        if accounting not in ACCOUNTINGS:
+            raise ValueError(f"unknown accounting {accounting!r}; choose one of {ACCOUNTINGS}")
+        w = np.asarray(widths, dtype=np.int64)
+        return Complexity(flops=self._compiled[f"{accounting}_flops"](w),
+                          params=self._compiled[f"{accounting}_params"](w))
+
+    def metric(self, widths: np.ndarray, metric: str, accounting: str = "macs") -> int:
+        """One metric (``flops`` or ``params``): the shrinker's inner loop."""
+        return self._compiled[f"{accounting}_{metric}"](widths)

@@ -1,0 +1,131 @@
+"""Module surgery: rebuild a network's convs, batch norms and linears at new channel widths.
+
+A network's constructor rarely takes per-layer widths (torchvision's never does), so hetero
+builds a network at its regular widths and then replaces every ``nn.Conv2d``, ``nn.BatchNorm``
+and ``nn.Linear`` whose channel counts differ from the target, reading the counts off the channel
+graph. The same walk slices the kept channels out of a wider network's weights (``inherit``):
+a conv keeps its output channels' rows and, for every unit it reads, that unit's kept channels at
+the unit's offset in the input (a concatenation is sliced piece by piece).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from hetero.graph import ChannelGraph, ConvOp, Layout
+
+__all__ = ["resize", "init_weights", "inherit_weights", "layout_indices"]
+
+
+def resize(model: nn.Module, graph: ChannelGraph, widths: Sequence[int]) -> nn.Module:
+    """Replace every module whose channel counts differ at unit ``widths`` (in place)."""
+    grouped = {op.path: op.group_width for op in graph.ops
+               if isinstance(op, ConvOp) and op.group_width is not None}
+    for path, out_layout in graph.modules.items():
+        module = model.get_submodule(path)
+        cout = graph.channels(out_layout, widths)
+        if isinstance(module, nn.Conv2d):
+            cin = graph.channels(graph.module_inputs[path], widths)
+            groups = cin // grouped[path] if path in grouped else 1
+            if (cin, cout, groups) != (module.in_channels, module.out_channels, module.groups):
+                _replace(model, path, _conv_like(module, cin, cout, groups))
+        elif isinstance(module, nn.Linear):
+            cin = graph.channels(graph.module_inputs[path], widths)
+            if (cin, cout) != (module.in_features, module.out_features):
+                _replace(model, path, _linear_like(module, cin, cout))
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm) and cout != module.num_features:
+            _replace(model, path, _norm_like(module, cout))
+    return model
+
+
+def _replace(model: nn.Module, path: str, new: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, name, new)
+
+
+def _factory(module: nn.Module) -> dict:
+    param = next(module.parameters(), None)
+    return {"device": param.device, "dtype": param.dtype} if param is not None else {}
+
+
+def _conv_like(conv: nn.Conv2d, cin: int, cout: int, groups: int) -> nn.Conv2d:
+    return type(conv)(cin, cout, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                      groups, conv.bias is not None, conv.padding_mode, **_factory(conv))
+
+
+def _linear_like(linear: nn.Linear, cin: int, cout: int) -> nn.Linear:
+    return type(linear)(cin, cout, linear.bias is not None, **_factory(linear))
+
+
+def _norm_like(norm: nn.Module, channels: int) -> nn.Module:
+    return type(norm)(channels, norm.eps, norm.momentum, norm.affine, norm.track_running_stats,
+                      **_factory(norm))
+
+
+@torch.no_grad()
+def init_weights(model: nn.Module) -> None:
+    """The one initialisation every network gets, both arms alike: He (fan-out) convs with zero
+    biases, BN at (1, 0), PyTorch's default for linears."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_parameters()
+        elif isinstance(m, nn.Linear):
+            m.reset_parameters()
+
+
+def layout_indices(layout: Layout, kept: Mapping[int, torch.Tensor],
+                   wide_widths: Sequence[int]) -> torch.Tensor:
+    """Indices into a wide tensor's channel dimension of the channels a layout keeps."""
+    parts, offset = [], 0
+    for unit in layout.units:
+        parts.append(kept[unit] + offset)
+        offset += wide_widths[unit]
+    index = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+    if layout.repeat > 1:
+        index = (index[:, None] * layout.repeat + torch.arange(layout.repeat)).flatten()
+    return index
+
+
+@torch.no_grad()
+def inherit_weights(derived: nn.Module, source: nn.Module, graph: ChannelGraph,
+                    kept: Mapping[int, torch.Tensor], wide_widths: Sequence[int]) -> None:
+    """Copy the kept slices of ``source`` (the wide network) into ``derived`` (in place).
+
+    ``kept`` maps every unit to the sorted wide channel indices it keeps (all of a fixed unit's).
+    Modules the graph does not resize (none of their channels change) are copied whole.
+    """
+    grouped = {op.path for op in graph.ops if isinstance(op, ConvOp) and op.group_width}
+    sliced: set[str] = set()
+    for path, out_layout in graph.modules.items():
+        src, dst = source.get_submodule(path), derived.get_submodule(path)
+        out_index = layout_indices(out_layout, kept, wide_widths)
+        in_index = (None if path in grouped or path not in graph.module_inputs
+                    else layout_indices(graph.module_inputs[path], kept, wide_widths))
+        for name, tensor in list(src.named_parameters(recurse=False)) + list(
+                src.named_buffers(recurse=False)):
+            value = tensor
+            if tensor.dim() >= 1 and name != "num_batches_tracked":
+                value = value.index_select(0, out_index.to(tensor.device))
+                if in_index is not None and name == "weight" and tensor.dim() >= 2:
+                    value = value.index_select(1, in_index.to(tensor.device))
+            _assign(getattr(dst, name), value, f"{path}.{name}")
+            sliced.add(f"{path}.{name}")
+    for name, tensor in list(source.named_parameters()) + list(source.named_buffers()):
+        if name not in sliced:
+            _assign(derived.get_parameter(name) if name in dict(derived.named_parameters())
+                    else derived.get_buffer(name), tensor, name)
+
+
+def _assign(target: torch.Tensor, value: torch.Tensor, name: str) -> None:
+    if target.shape != value.shape:
+        raise ValueError(f"{name}: the kept slice has shape {tuple(value.shape)} but the derived "
+                         f"network expects {tuple(target.shape)}; are the source network, the "
+                         "kept channels and the configuration from the same shrink?")
+    target.copy_(value)
