@@ -93,9 +93,9 @@ def test_short_names_and_default_variants():
 
 
 def test_se_squeezes_to_block_input_width_over_four():
-    # Y-400MF block 2 (104 -> 104) and EfficientNet's second block (16 -> 24, expansion 6):
-    # the squeeze width follows the block's *input*, not its expanded width.
-    assert build("regnety_400mf").blocks[2].se.reduce.out_channels == 104 // 4
+    # Y-400MF block 1 (48 -> 104) and EfficientNet's second block (16 -> 24, expansion 6):
+    # the squeeze width follows the block's *input*, not its output or expanded width.
+    assert build("regnety_400mf").blocks[1].se.reduce.out_channels == 48 // 4
     block = build("efficientnet_b0").blocks[1]
     assert (block.se.reduce.in_channels, block.se.reduce.out_channels) == (96, 16 // 4)
 
@@ -106,3 +106,5 @@ def test_paper_activations_are_relu_and_relu6_only():
 
     assert set(PAPER_ACTIVATIONS) == {nn.ReLU, nn.ReLU6}
     assert not isinstance(Swish(), PAPER_ACTIVATIONS)
+    # The reference EfficientNet uses swish everywhere, SE included: nothing in it is charged.
+    assert not any(isinstance(m, PAPER_ACTIVATIONS) for m in build("efficientnet_b0").modules())
