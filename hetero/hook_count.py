@@ -13,9 +13,11 @@ from torch import nn
 
 from hetero.complexity import ACCOUNTINGS, Complexity
 
-__all__ = ["hook_complexity"]
+__all__ = ["PAPER_ACTIVATIONS", "hook_complexity"]
 
-_ACTS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.GELU)
+# The activations the paper's counter charges (1 FLOP per output element). h-swish is built around
+# ReLU6 so it counts through it; EfficientNet's swish and SE's sigmoid count 0 (method.md section 6).
+PAPER_ACTIVATIONS = (nn.ReLU, nn.ReLU6)
 
 
 def hook_complexity(model: nn.Module, input_shape: tuple[int, ...],
@@ -43,7 +45,7 @@ def hook_complexity(model: nn.Module, input_shape: tuple[int, ...],
     handles = []
     for m in model.modules():
         hook = (on_conv if isinstance(m, nn.Conv2d) else on_linear if isinstance(m, nn.Linear)
-                else on_bn if isinstance(m, nn.BatchNorm2d) else on_act if isinstance(m, _ACTS)
+                else on_bn if isinstance(m, nn.BatchNorm2d) else on_act if isinstance(m, PAPER_ACTIVATIONS)
                 else None)
         if hook is not None:
             handles.append(m.register_forward_hook(hook))
