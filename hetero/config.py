@@ -10,13 +10,12 @@ counted from it, sweeps log it as JSON and analysis plots it: nothing else descr
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["ChannelConfig", "uniform", "widen", "make_divisible"]
+__all__ = ["ChannelConfig", "make_divisible"]
 
 
 def _freeze(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -190,47 +189,3 @@ def make_divisible(value: float, divisor: int) -> int:
     if rounded < 0.9 * value:
         rounded += divisor
     return rounded
-
-
-def _scale(width: int, mult: float, divisor: int) -> int:
-    scaled = width * mult
-    # int() truncation as in the paper's code; the epsilon keeps 16*1.5 = 24 exact.
-    return make_divisible(scaled, divisor) if divisor > 1 else max(1, int(math.floor(scaled + 1e-9)))
-
-
-def widen(config: ChannelConfig, mult: float, *, divisor: int = 1) -> ChannelConfig:
-    """Every width times ``mult``, truncated (optionally rounded to a multiple of ``divisor``).
-
-    Input channels and the class count are unchanged (they are not layer widths). Coupled
-    layers share a base width, so they stay equal after scaling.
-    """
-    if not mult > 0:
-        raise ValueError(f"width multiplier must be positive, got {mult}")
-    widths = {name: _scale(w, mult, divisor) for name, w in config.widths.items()}
-    return config.replace(widths=widths)
-
-
-def uniform(
-    family: str,
-    variant: str | int | None = None,
-    width_mult: float = 1.0,
-    *,
-    num_classes: int = 10,
-    input_size: int = 32,
-    in_channels: int = 3,
-    divisor: int = 1,
-    **options: Any,
-) -> ChannelConfig:
-    """The family's regular-width configuration, scaled uniformly by ``width_mult``."""
-    from hetero.models.registry import get_family
-
-    fam = get_family(family)
-    base = fam.base_config(
-        fam.resolve_variant(variant, input_size),
-        num_classes=num_classes,
-        input_size=input_size,
-        in_channels=in_channels,
-        **options,
-    )
-    return base if width_mult == 1.0 and divisor == 1 else widen(base, width_mult, divisor=divisor)
-

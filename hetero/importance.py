@@ -1,20 +1,25 @@
 """Channel-importance criteria: how much each channel of a widened network matters.
 
-A criterion scores every *unit* of a configuration (a coupled group, or a lone layer) as one
-vector, one score per channel, so that the layers meeting at a residual add are later kept or
-dropped together. Scores are raw and un-normalised: the shrinker applies one global threshold.
+A criterion scores every *unit* of the channel graph (channels that share one index: a residual
+stream, a depthwise conv and its input, an SE gate and its block) as one vector, one score per
+channel, so that everything meeting at an add or a concatenation is later kept or dropped
+together. Scores are raw and un-normalised: the shrinker applies one global threshold.
 
 Criteria (register more with :func:`register_criterion`):
 
-- ``dhp``: the paper's. Convs are re-parameterised by per-unit latent vectors and hypernetworks
-  (DHP); after ``num_batches`` SGD steps the score is |dL/dz| of the last mini-batch.
-- ``gate``: a multiplicative gate (init 1) per unit on every ConvBN output of its layers; the
-  score is |dL/dg| summed over ``num_batches`` mini-batches. No weights are updated.
+- ``dhp``: the paper's. Every conv/linear is re-parameterised by a hypernetwork driven by one
+  latent vector per unit; a layer's input latent is the concatenation, in channel order, of the
+  latents of the units it reads (DHP). After ``num_batches`` SGD steps the score is |dL/dz| of the
+  last mini-batch (``dhp_score="latent"``: |z| instead, what the released ResNet-50 code ranks).
+- ``gate``: a multiplicative gate (init 1) per unit channel after every batch norm that carries
+  it (after the layer itself where no BN follows); the score is |dL/dg| summed over
+  ``num_batches`` mini-batches. No weights are updated.
 - ``bn``: network slimming in miniature: ``num_batches`` SGD steps with an L1 penalty on the BN
-  scales (``l1_penalty``, default 1e-4), then the sum of |gamma| over the unit's layers.
+  scales, then the sum of |gamma| over every BN that carries the unit's channels.
 - ``l1``: the L1 norm of each output filter, summed over the unit's layers (no data).
 
-Scoring never changes the caller's model: criteria that train or run batches work on a deep copy.
+Scoring never changes the caller's model: criteria that train work on a deep copy, which
+:func:`score_network` returns (the "scored network" whose kept slices ``inherit`` starts from).
 """
 
 from __future__ import annotations
@@ -23,17 +28,20 @@ import copy
 import itertools
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hetero.config import ChannelConfig
+from hetero.graph import ChannelGraph, NormOp
 
-__all__ = ["register_criterion", "list_criteria", "score_channels", "ScoreSettings"]
+__all__ = ["register_criterion", "list_criteria", "score_channels", "score_network",
+           "ScoreSettings", "Scored", "DHP_SCORES"]
 
 Scores = dict[str, torch.Tensor]
+DHP_SCORES = ("grad", "latent")
 
 
 @dataclass(frozen=True)
@@ -46,12 +54,45 @@ class ScoreSettings:
     weight_decay: float = 5e-4
 
 
-Criterion = Callable[..., Scores]
+@dataclass
+class Scored:
+    """One score vector per unit (key: its first layer) and the network they were taken on.
+
+    ``generated`` holds, for ``dhp``, every layer's hypernetwork-generated weight (full width).
+    """
+
+    scores: Scores
+    network: nn.Module
+    generated: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class _Context:
+    """What a criterion works with: the network, its graph and configuration."""
+
+    model: nn.Module
+    config: ChannelConfig
+    graph: ChannelGraph
+    batches: Iterable
+    settings: ScoreSettings
+
+    @property
+    def widths(self) -> list[int]:
+        return self.graph.unit_widths(dict(self.config.widths), self.config.in_channels)
+
+    def key(self, unit: int) -> str:
+        return self.graph.units[unit].layers[0]
+
+    def free(self) -> list[int]:
+        return [u.id for u in self.graph.free_units()]
+
+
+Criterion = Callable[..., Scored]
 _CRITERIA: dict[str, Criterion] = {}
 
 
 def register_criterion(name: str) -> Callable[[Criterion], Criterion]:
-    """Decorator: ``fn(model, config, batches, settings, **options) -> {unit key: scores}``."""
+    """Decorator: ``fn(ctx: _Context, **options) -> Scored``."""
 
     def decorate(fn: Criterion) -> Criterion:
         _CRITERIA[name] = fn
@@ -64,29 +105,39 @@ def list_criteria() -> tuple[str, ...]:
     return tuple(sorted(_CRITERIA))
 
 
-def score_channels(criterion: str, model: nn.Module, config: ChannelConfig,
-                   batches: Iterable, *, num_batches: int = 2, lr: float = 0.1,
-                   momentum: float = 0.9, weight_decay: float = 5e-4, seed: int = 0,
-                   **options) -> Scores:
-    """Score every channel of every unit of ``config`` (key: the unit's first layer name).
+def score_network(criterion: str, model: nn.Module, config: ChannelConfig, batches: Iterable, *,
+                  num_batches: int = 2, lr: float = 0.1, momentum: float = 0.9,
+                  weight_decay: float = 5e-4, seed: int = 0, **options) -> Scored:
+    """Score every channel of every unit of ``config`` and return the scored network too.
 
     ``model`` is the network built from ``config``; ``batches`` yields (x, y) on its device.
-    ``options`` go to the criterion (``dhp``: ``embedding_dim``; ``bn``: ``l1_penalty``).
-    Returns 1-D float CPU tensors, one score per channel of the widened unit.
+    ``options`` go to the criterion (``dhp``: ``embedding_dim``, ``dhp_score``; ``bn``:
+    ``l1_penalty``). Scores are 1-D float CPU tensors, one per channel of the widened unit.
     """
+    from hetero.models.factory import check_config
+
     if criterion not in _CRITERIA:
         raise ValueError(f"unknown importance criterion {criterion!r}; "
                          f"choose one of {', '.join(list_criteria())}")
     if num_batches < 1:
         raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+    graph = check_config(config)
     _check_model_matches(model, config)
-    settings = ScoreSettings(num_batches, lr, momentum, weight_decay)
+    ctx = _Context(model, config, graph, batches,
+                   ScoreSettings(num_batches, lr, momentum, weight_decay))
     device = _device_of(model)
     # A private RNG stream: scoring is reproducible per seed and leaves the caller's RNG alone.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        scores = _CRITERIA[criterion](model, config, batches, settings, **options)
-    return _checked_scores(scores, config, criterion)
+        scored = _CRITERIA[criterion](ctx, **options)
+    scored.scores = _checked_scores(scored.scores, config, criterion)
+    return scored
+
+
+def score_channels(criterion: str, model: nn.Module, config: ChannelConfig, batches: Iterable,
+                   **kwargs) -> Scores:
+    """Just the scores of :func:`score_network`."""
+    return score_network(criterion, model, config, batches, **kwargs).scores
 
 
 # ---------------------------------------------------------------------------- shared helpers
@@ -94,27 +145,17 @@ def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _conv_bn(model: nn.Module, layer: str) -> nn.Module:
-    return model.get_submodule(layer)
-
-
-def _unit_of(config: ChannelConfig) -> dict[str, str]:
-    """Layer name -> its unit's key (the unit's first layer name)."""
-    return {name: unit[0] for unit in config.units() for name in unit}
-
-
-def _is_depthwise(conv: nn.Conv2d) -> bool:
-    return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+def _out_channels(module: nn.Module) -> int:
+    return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
 
 
 def _check_model_matches(model: nn.Module, config: ChannelConfig) -> None:
     for name, width in config.widths.items():
-        conv = _conv_bn(model, name).conv
-        if conv.out_channels != width:
+        got = _out_channels(model.get_submodule(name))
+        if got != width:
             raise ValueError(
-                f"layer {name!r}: the model's conv has {conv.out_channels} output channels but "
-                f"the configuration says {width}; build the model with create_model(config=...)"
-            )
+                f"layer {name!r}: the model has {got} output channels but the configuration "
+                f"says {width}; build the model with create_model(config=...)")
 
 
 def _checked_scores(scores: Scores, config: ChannelConfig, criterion: str) -> Scores:
@@ -167,65 +208,101 @@ class _SGD:
             p.add_(d_p, alpha=-s.lr)
 
 
-def _sum_per_unit(config: ChannelConfig, per_layer: Callable[[str], torch.Tensor]) -> Scores:
-    return {unit[0]: sum(per_layer(name) for name in unit) for unit in config.units()}
+def _segments(ctx: _Context, op: NormOp) -> list[tuple[int, slice]]:
+    """(unit, channel slice) of every unit a norm op carries, at the current widths."""
+    widths, out, start = ctx.widths, [], 0
+    for unit in op.layout.units:
+        out.append((unit, slice(start, start + widths[unit])))
+        start += widths[unit]
+    return out
+
+
+def _norms(ctx: _Context) -> dict[str, NormOp]:
+    """Every batch norm once (a norm called twice carries the same units)."""
+    return {op.path: op for op in ctx.graph.ops if isinstance(op, NormOp) and op.layout.repeat == 1}
 
 
 # ---------------------------------------------------------------------------- l1
 @register_criterion("l1")
-def _l1_scores(model, config, batches, settings) -> Scores:
-    def filter_norms(name: str) -> torch.Tensor:
-        weight = _conv_bn(model, name).conv.weight.detach()
-        return weight.abs().flatten(1).sum(1)
+def _l1_scores(ctx: _Context) -> Scored:
+    def filter_norms(layer: str) -> torch.Tensor:
+        return ctx.model.get_submodule(layer).weight.detach().abs().flatten(1).sum(1)
 
-    return _sum_per_unit(config, filter_norms)
+    scores = {ctx.key(u): sum(filter_norms(layer) for layer in ctx.graph.units[u].layers)
+              for u in ctx.free()}
+    return Scored(scores, ctx.model)
 
 
 # ---------------------------------------------------------------------------- bn
 @register_criterion("bn")
-def _bn_scores(model, config, batches, settings, l1_penalty: float = 1e-4) -> Scores:
+def _bn_scores(ctx: _Context, l1_penalty: float = 1e-4) -> Scored:
     # Network slimming (Liu et al. 2017) shortened to `num_batches` steps, the same search budget
     # as dhp; from BN's init (gamma = 1) the scores therefore stay close to 1.
-    net = _training_copy(model)
-    gammas = [_conv_bn(net, name).bn.weight for name in config.layers]
-    optimizer = _SGD(net.parameters(), settings)
-    for x, y in _take_batches(batches, settings.num_batches):
+    net = _training_copy(ctx.model)
+    norms = _norms(ctx)
+    gammas = [net.get_submodule(path).weight for path in norms]
+    optimizer = _SGD(net.parameters(), ctx.settings)
+    for x, y in _take_batches(ctx.batches, ctx.settings.num_batches):
         optimizer.zero_grad()
-        penalty = sum(g.abs().sum() for g in gammas)
-        loss = F.cross_entropy(net(x), y) + l1_penalty * penalty
+        loss = F.cross_entropy(net(x), y) + l1_penalty * sum(g.abs().sum() for g in gammas)
         loss.backward()
         optimizer.step()
-    return _sum_per_unit(config, lambda name: _conv_bn(net, name).bn.weight.detach().abs())
+    totals = {u: torch.zeros(ctx.widths[u], device=_device_of(net)) for u in ctx.free()}
+    for path, op in norms.items():
+        gamma = net.get_submodule(path).weight.detach().abs()
+        for unit, span in _segments(ctx, op):
+            if unit in totals:
+                totals[unit] += gamma[span]
+    carried = {unit for op in norms.values() for unit in op.layout.units}
+    # A unit no batch norm carries (an SE squeeze, a linear head) gets a neutral score: the
+    # median BN score, so the global threshold neither favours nor drops it wholesale.
+    neutral = torch.cat([totals[u] for u in totals if u in carried]).median() if carried else 1.0
+    scores = {ctx.key(u): (v if u in carried else torch.full_like(v, float(neutral)))
+              for u, v in totals.items()}
+    return Scored(scores, net)
 
 
 # ---------------------------------------------------------------------------- gate
 @register_criterion("gate")
-def _gate_scores(model, config, batches, settings) -> Scores:
-    net = _training_copy(model).requires_grad_(False)
-    device = _device_of(net)
-    gates = {unit[0]: torch.ones(config.widths[unit[0]], device=device, requires_grad=True)
-             for unit in config.units()}
-    unit_of = _unit_of(config)
-    handles = [_conv_bn(net, name).register_forward_hook(_gate_hook(gates[unit_of[name]]))
-               for name in config.layers]
-    totals = {key: torch.zeros_like(g) for key, g in gates.items()}
+def _gate_scores(ctx: _Context) -> Scored:
+    net = _training_copy(ctx.model).requires_grad_(False)
+    device, widths = _device_of(net), ctx.widths
+    gates = {u: torch.ones(widths[u], device=device, requires_grad=True) for u in ctx.free()}
+    handles = _install_gates(ctx, net, gates)
+    totals = {u: torch.zeros_like(g) for u, g in gates.items()}
     try:
-        for x, y in _take_batches(batches, settings.num_batches):
+        for x, y in _take_batches(ctx.batches, ctx.settings.num_batches):
             grads = torch.autograd.grad(F.cross_entropy(net(x), y), list(gates.values()),
                                         allow_unused=True)
-            for key, grad in zip(gates, grads, strict=True):
+            for unit, grad in zip(gates, grads, strict=True):
                 if grad is not None:
-                    totals[key] += grad.abs()
+                    totals[unit] += grad.abs()
     finally:
         for handle in handles:
             handle.remove()
-    return totals
+    return Scored({ctx.key(u): v for u, v in totals.items()}, net)
 
 
-def _gate_hook(gate: torch.Tensor):
-    # On the ConvBN output, i.e. before any residual add, so every branch of a stream is gated.
+def _install_gates(ctx: _Context, net: nn.Module, gates: dict[int, torch.Tensor]) -> list:
+    """Gate after every batch norm (a gate before a BN would be normalised away in train mode);
+    units no BN carries are gated at their layers' outputs."""
+    handles, carried = [], set()
+    for path, op in _norms(ctx).items():
+        parts = [gates.get(u, torch.ones(ctx.widths[u], device=_device_of(net)))
+                 for u in op.layout.units]
+        carried.update(op.layout.units)
+        handles.append(net.get_submodule(path).register_forward_hook(_gate_hook(parts)))
+    for unit, gate in gates.items():
+        if unit not in carried:
+            for layer in ctx.graph.units[unit].layers:
+                handles.append(net.get_submodule(layer).register_forward_hook(_gate_hook([gate])))
+    return handles
+
+
+def _gate_hook(parts: list[torch.Tensor]):
     def hook(_module, _inputs, output):
-        return output * gate.view(1, -1, 1, 1)
+        gate = torch.cat(parts)
+        return output * gate.view(1, -1, *([1] * (output.dim() - 2)))
 
     return hook
 
@@ -237,96 +314,83 @@ HYPERNET_BUDGET = 50_000_000
 
 
 @register_criterion("dhp")
-def _dhp_scores(model, config, batches, settings, embedding_dim: int | None = None) -> Scores:
-    net = _training_copy(model)
-    hyper = _HyperNetwork(net, config, embedding_dim or _default_embedding_dim(net, config))
-    weight_names = {f"{name}.conv.weight" for name in config.layers}
+def _dhp_scores(ctx: _Context, embedding_dim: int | None = None, dhp_score: str = "grad"
+                ) -> Scored:
+    if dhp_score not in DHP_SCORES:
+        raise ValueError(f"dhp_score must be one of {DHP_SCORES}, got {dhp_score!r}")
+    net = _training_copy(ctx.model)
+    m = embedding_dim or _default_embedding_dim(net, ctx.config.layers)
+    hyper = _HyperNetwork(net, ctx, m)
+    weight_names = {f"{name}.weight" for name in ctx.config.layers}
     others = [p for n, p in net.named_parameters() if n not in weight_names]
-    optimizer = _SGD([*hyper.parameters(), *others], settings)
-    taken = _take_batches(batches, settings.num_batches)
+    optimizer = _SGD([*hyper.parameters(), *others], ctx.settings)
+    taken = _take_batches(ctx.batches, ctx.settings.num_batches)
     for step, (x, y) in enumerate(taken):
         optimizer.zero_grad()
         logits = torch.func.functional_call(net, hyper.weights(), (x,))
         F.cross_entropy(logits, y).backward()
         if step < len(taken) - 1:  # the score is the last batch's gradient, taken before its step
             optimizer.step()
-    return hyper.latent_gradients()
-
-
-_IMAGE, _DEPTHWISE = "<image>", "<depthwise>"  # latent keys that are not layer names
+    with torch.no_grad():
+        generated = {name[: -len(".weight")]: w.detach() for name, w in hyper.weights().items()}
+    scores = {ctx.key(u): (z.grad.abs() if dhp_score == "grad" and z.grad is not None
+                           else z.detach().abs() if dhp_score == "latent"
+                           else torch.zeros_like(z))
+              for u, z in hyper.latents.items() if not ctx.graph.units[u].fixed}
+    return Scored(scores, net, generated)
 
 
 class _HyperNetwork:
-    """DHP: one latent vector per unit (+ the image's) and one hypernetwork per conv."""
+    """DHP: one latent vector per unit and one hypernetwork per prunable conv/linear."""
 
-    def __init__(self, net: nn.Module, config: ChannelConfig, m: int) -> None:
+    def __init__(self, net: nn.Module, ctx: _Context, m: int) -> None:
         device = _device_of(net)
         generator = torch.Generator().manual_seed(torch.initial_seed())
-        self.convs = {name: _conv_bn(net, name).conv for name in config.layers}
-        self.unit_of = _unit_of(config)
-        self.inputs = _dhp_inputs(self.convs, config)
-        keys = [unit[0] for unit in config.units()]
-        latents = {key: torch.randn(config.widths[key], generator=generator) for key in keys}
-        latents[_IMAGE] = torch.randn(config.in_channels, generator=generator)  # never pruned
-        latents[_DEPTHWISE] = torch.ones(1)  # constant: a depthwise filter sees one channel
-        self.latents = {k: z.to(device).requires_grad_(k != _DEPTHWISE) for k, z in latents.items()}
-        self.hypers = {name: _init_hypernet(conv, m, generator, device)
-                       for name, conv in self.convs.items()}
+        self.graph = ctx.graph
+        self.layers = {name: net.get_submodule(name) for name in ctx.config.layers}
+        # Fixed units (the image, the outputs) have latents too; they are trained, never scored.
+        self.latents = {u.id: torch.randn(w, generator=generator).to(device).requires_grad_()
+                        for u, w in zip(ctx.graph.units, ctx.widths, strict=True)}
+        self.hypers = {name: _init_hypernet(layer.weight.shape, m, generator, device)
+                       for name, layer in self.layers.items()}
 
     def parameters(self) -> list[torch.Tensor]:
-        latents = [z for z in self.latents.values() if z.requires_grad]
-        return latents + [t for h in self.hypers.values() for t in h.values()]
+        return [*self.latents.values(), *(t for h in self.hypers.values() for t in h.values())]
+
+    def _input_latent(self, name: str, layer: nn.Module) -> torch.Tensor:
+        if isinstance(layer, nn.Conv2d) and layer.groups > 1:
+            # A grouped filter sees only its group's channels: a constant input latent.
+            return torch.ones(layer.in_channels // layer.groups, device=layer.weight.device)
+        layout = self.graph.module_inputs[name]
+        z = torch.cat([self.latents[u] for u in layout.units])
+        return z.repeat_interleave(layout.repeat) if layout.repeat > 1 else z
 
     def weights(self) -> dict[str, torch.Tensor]:
-        return {f"{name}.conv.weight": _generate_weight(
-                    conv, self.latents[self.inputs[name]], self.latents[self.unit_of[name]],
-                    self.hypers[name])
-                for name, conv in self.convs.items()}
-
-    def latent_gradients(self) -> Scores:
-        return {key: z.grad.abs() if z.grad is not None else torch.zeros_like(z)
-                for key, z in self.latents.items() if key not in (_IMAGE, _DEPTHWISE)}
-
-
-def _dhp_inputs(convs: dict[str, nn.Conv2d], config: ChannelConfig) -> dict[str, str]:
-    """Layer -> the latent key of its conv's input channels (image, depthwise or a unit)."""
-    from hetero.models.registry import get_family
-
-    unit_of = _unit_of(config)
-    wiring = get_family(config.family).wiring(config)
-    inputs: dict[str, str] = {}
-    for name, conv in convs.items():
-        if _is_depthwise(conv):
-            inputs[name] = _DEPTHWISE
-            continue
-        if conv.groups != 1:
-            raise ValueError(f"layer {name!r}: dhp handles plain and depthwise convs, not "
-                             f"groups={conv.groups}; use criterion gate, bn or l1")
-        source = wiring[name]
-        expected = config.in_channels if source is None else config.widths[source]
-        if conv.in_channels != expected:
-            raise ValueError(f"layer {name!r}: conv reads {conv.in_channels} channels but its "
-                             f"wiring input has {expected}; fix the family's wiring()")
-        inputs[name] = _IMAGE if source is None else unit_of[source]
-    return inputs
+        out = {}
+        for name, layer in self.layers.items():
+            z_out = self.latents[self.graph.layer_unit[name]]
+            w = _generate_weight(layer.weight.shape, self._input_latent(name, layer), z_out,
+                                 self.hypers[name])
+            out[f"{name}.weight"] = w
+        return out
 
 
-def _hypernet_size(conv: nn.Conv2d, m: int) -> int:
-    cout, cin, kh, kw = conv.weight.shape
-    k2 = kh * kw
+def _hypernet_size(shape: torch.Size, m: int) -> int:
+    cout, cin = shape[0], shape[1]
+    k2 = math.prod(shape[2:])
     return cin * cout * (1 + 2 * m + k2 + m * k2)
 
 
-def _default_embedding_dim(net: nn.Module, config: ChannelConfig) -> int:
-    size = sum(_hypernet_size(_conv_bn(net, name).conv, 8) for name in config.layers)
+def _default_embedding_dim(net: nn.Module, layers: Iterable[str]) -> int:
+    size = sum(_hypernet_size(net.get_submodule(name).weight.shape, 8) for name in layers)
     return 8 if size <= HYPERNET_BUDGET else 2
 
 
-def _init_hypernet(conv: nn.Conv2d, m: int, generator: torch.Generator,
+def _init_hypernet(shape: torch.Size, m: int, generator: torch.Generator,
                    device: torch.device) -> dict[str, torch.Tensor]:
     """b0, W1, b1, W2, b2 with DHP's hyperfan-in init (generated weights: var ~ 1/fan_in)."""
-    cout, cin, kh, kw = conv.weight.shape
-    k2 = kh * kw
+    cout, cin = shape[0], shape[1]
+    k2 = math.prod(shape[2:])
     bound2 = math.sqrt(3.0 / (m * cin * k2))
     tensors = {
         "b0": torch.zeros(cin, cout),
@@ -338,11 +402,11 @@ def _init_hypernet(conv: nn.Conv2d, m: int, generator: torch.Generator,
     return {k: t.to(device).requires_grad_() for k, t in tensors.items()}
 
 
-def _generate_weight(conv: nn.Conv2d, z_in: torch.Tensor, z_out: torch.Tensor,
+def _generate_weight(shape: torch.Size, z_in: torch.Tensor, z_out: torch.Tensor,
                      hyper: dict[str, torch.Tensor]) -> torch.Tensor:
     """K = W2 @ (W0[..., None] * W1 + b1) + b2, W0 = z_in (x) z_out + b0; as (Cout, Cin, k, k)."""
-    cout, cin, kh, kw = conv.weight.shape
+    cout, cin = shape[0], shape[1]
     w0 = torch.outer(z_in, z_out) + hyper["b0"]
     embedding = w0.unsqueeze(-1) * hyper["w1"] + hyper["b1"]
     kernel = torch.einsum("iokm,iom->iok", hyper["w2"], embedding) + hyper["b2"]
-    return kernel.permute(1, 0, 2).reshape(cout, cin, kh, kw)
+    return kernel.permute(1, 0, 2).reshape(shape)

@@ -5,17 +5,17 @@ paper's mask rule: keep channel j of a unit iff its score >= min(threshold, the 
 largest score), k the unit's floor). The threshold is found by bisection so the derived net costs
 ``target`` times the *baseline's* (width 1.0) FLOPs or params, within ``tolerance``; a
 deterministic fine adjustment then adds or removes single channels when one threshold step is
-coarser than the tolerance band. Costs come from :func:`hetero.complexity.complexity` (analytic).
+coarser than the tolerance band. Costs come from the channel graph's cost polynomial.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from hetero.complexity import complexity
 from hetero.config import ChannelConfig
 
 __all__ = ["ShrinkResult", "shrink_to_target", "reachable_range", "unit_floors"]
@@ -39,27 +39,33 @@ class ShrinkResult:
 
 def unit_floors(wide_config: ChannelConfig, *, remain_ratio: float = 0.4,
                 linear_ratio: float = 0.45, divisor: int = 1) -> dict[str, int]:
-    """Minimum width per unit: max(int(n*rho), 1), the classifier input's with tau instead.
+    """Minimum width per unit: max(int(n*rho), 1); every unit the classifier reads uses tau.
 
     ``n`` is the *widened* width (the reference code's rule; the paper's Eq. 11 reads rho*c).
-    With ``divisor`` > 1 a floor is rounded up to a multiple of it (never above ``n``).
+    A floor is rounded up to a multiple of the unit's step (``divisor``, and a grouped conv's
+    group width), never above ``n``.
     """
-    from hetero.models.registry import get_family
+    from hetero.models.factory import check_config
 
     for name, ratio in (("remain_ratio", remain_ratio), ("linear_ratio", linear_ratio)):
-        if not 0 <= ratio <= 1:
-            raise ValueError(f"{name} must be in [0, 1], got {ratio}")
-    head = get_family(wide_config.family).classifier_input(wide_config)
+        if not 0 < ratio <= 1:
+            raise ValueError(f"{name} must be in (0, 1], got {ratio}: it is the share of a "
+                             "layer's widened channels that always stays")
+    graph = check_config(wide_config)
     floors = {}
-    for unit in wide_config.units():
-        n = wide_config.widths[unit[0]]
-        ratio = linear_ratio if head in unit else remain_ratio
-        floors[unit[0]] = _round_up(max(int(n * ratio), 1), divisor, n)
+    for unit in graph.free_units():
+        n = wide_config.widths[unit.layers[0]]
+        ratio = linear_ratio if unit.feeds_classifier else remain_ratio
+        floors[unit.layers[0]] = _round_up(max(int(n * ratio), 1), _step(unit, divisor), n)
     return floors
 
 
-def _round_up(width: int, divisor: int, cap: int) -> int:
-    return min(cap, -(-width // divisor) * divisor) if divisor > 1 else width
+def _step(unit, divisor: int) -> int:
+    return math.lcm(max(int(divisor), 1), unit.granularity)
+
+
+def _round_up(width: int, step: int, cap: int) -> int:
+    return min(cap, -(-width // step) * step) if step > 1 else width
 
 
 def reachable_range(wide_config: ChannelConfig, *, base_config: ChannelConfig,
@@ -75,10 +81,13 @@ def reachable_range(wide_config: ChannelConfig, *, base_config: ChannelConfig,
 
 
 class _Costing:
-    """The chosen metric of ``wide`` with some unit widths replaced (one analytic count)."""
+    """The chosen metric of ``wide`` with some unit widths replaced: the graph's cost polynomial
+    evaluated at a width vector (no forward pass, no model)."""
 
     def __init__(self, wide: ChannelConfig, base: ChannelConfig, metric: str,
                  accounting: str) -> None:
+        from hetero.models.factory import check_config, complexity
+
         if metric not in METRICS:
             raise ValueError(f"target_metric must be one of {METRICS}, got {metric!r}")
         if (wide.family, wide.variant, wide.layers) != (base.family, base.variant, base.layers):
@@ -86,14 +95,20 @@ class _Costing:
                              f"network of the widened {wide.family}/{wide.variant}: pass "
                              "uniform(family, variant, ...) built for the same input")
         self.wide, self.base_config, self.metric, self.accounting = wide, base, metric, accounting
-        self.full = {unit[0]: wide.widths[unit[0]] for unit in wide.units()}
+        self.graph = check_config(wide)
+        self.units = {u.layers[0]: u for u in self.graph.free_units()}
+        self.full = {key: wide.widths[key] for key in self.units}
+        self.vector = np.array(self.graph.unit_widths(dict(wide.widths), wide.in_channels))
         self.base = getattr(complexity(base, accounting), metric)
 
     def config(self, widths: dict[str, int]) -> ChannelConfig:
         return self.wide.with_unit_widths(widths)
 
     def __call__(self, widths: dict[str, int]) -> int:
-        return getattr(complexity(self.config(widths), self.accounting), self.metric)
+        vector = self.vector.copy()
+        for key, width in widths.items():
+            vector[self.units[key].id] = width
+        return self.graph.cost.metric(vector, self.metric, self.accounting)
 
 
 def shrink_to_target(wide_config: ChannelConfig, scores: dict[str, torch.Tensor], *,
@@ -114,7 +129,7 @@ def shrink_to_target(wide_config: ChannelConfig, scores: dict[str, torch.Tensor]
     costing = _Costing(wide_config, base_config, target_metric, accounting)
     floors = unit_floors(wide_config, remain_ratio=remain_ratio, linear_ratio=linear_ratio,
                          divisor=divisor)
-    search = _Search(costing, _ranked_scores(wide_config, scores), floors, divisor)
+    search = _Search(costing, _ranked_scores(costing, scores), floors, divisor)
     target_value = float(target) * costing.base
     lo, hi = costing(floors), costing(costing.full)
     _check_reachable(target, target_value, (lo, hi), costing, width_mult,
@@ -124,6 +139,8 @@ def shrink_to_target(wide_config: ChannelConfig, scores: dict[str, torch.Tensor]
     if widths is None:
         raise ValueError(_granularity_message(search, target_value, tolerance, costing))
     derived = costing.config(widths)
+    from hetero.models.factory import complexity
+
     cost = complexity(derived, accounting)
     return ShrinkResult(
         config=derived, kept=search.kept(widths), flops=cost.flops, params=cost.params,
@@ -134,11 +151,15 @@ def shrink_to_target(wide_config: ChannelConfig, scores: dict[str, torch.Tensor]
 Ranked = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def _ranked_scores(wide: ChannelConfig, scores: dict[str, torch.Tensor]) -> Ranked:
-    """Unit key -> its channel indices, best first (ties: lower index first), and their scores."""
+def _ranked_scores(costing: _Costing, scores: dict[str, torch.Tensor]) -> Ranked:
+    """Unit key -> its channel indices, best first (ties: lower index first), and their scores.
+
+    A grouped conv's unit is pruned in whole groups: every channel carries its group's summed
+    score, so a group's channels rank (and are kept) together.
+    """
     ranked = {}
-    for unit in wide.units():
-        key, n = unit[0], wide.widths[unit[0]]
+    for key, unit in costing.units.items():
+        n = costing.full[key]
         if key not in scores:
             raise ValueError(f"no scores for unit {key!r}; score_channels() gives one vector per "
                              "unit of the widened configuration")
@@ -146,6 +167,8 @@ def _ranked_scores(wide: ChannelConfig, scores: dict[str, torch.Tensor]) -> Rank
         if values.shape != (n,) or not np.isfinite(values).all():
             raise ValueError(f"scores for unit {key!r} must be {n} finite values (its widened "
                              f"width), got shape {values.shape}")
+        if unit.granularity > 1:
+            values = np.repeat(values.reshape(-1, unit.granularity).sum(1), unit.granularity)
         order = np.argsort(-values, kind="stable")
         ranked[key] = (order, values[order])
     return ranked
@@ -192,6 +215,7 @@ class _Search:
                  divisor: int) -> None:
         self.costing, self.ranked, self.floors = costing, ranked, floors
         self.divisor = max(int(divisor), 1)
+        self.steps = {key: _step(unit, divisor) for key, unit in costing.units.items()}
         # Ascending copies for counting "scores >= t" with a binary search.
         self.ascending = {key: values[::-1].copy() for key, (_, values) in ranked.items()}
 
@@ -203,7 +227,7 @@ class _Search:
         return widths
 
     def _snap(self, key: str, width: int) -> int:
-        return _round_up(width, self.divisor, self.costing.full[key])
+        return _round_up(width, self.steps[key], self.costing.full[key])
 
     def kept(self, widths: dict[str, int]) -> dict[str, list[int]]:
         kept_per_unit = {key: sorted(self.ranked[key][0][:w].tolist()) for key, w in widths.items()}
@@ -278,5 +302,6 @@ class _Search:
     def _next_width(self, key: str, width: int, grow: bool) -> int:
         if grow:
             return self._snap(key, width + 1)
-        lower = (width - 1) // self.divisor * self.divisor if self.divisor > 1 else width - 1
+        step = self.steps[key]
+        lower = (width - 1) // step * step if step > 1 else width - 1
         return max(self.floors[key], lower)
