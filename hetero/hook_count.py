@@ -13,9 +13,12 @@ from torch import nn
 
 from hetero.complexity import ACCOUNTINGS, Complexity
 
-__all__ = ["hook_complexity"]
+__all__ = ["PAPER_ACTIVATIONS", "hook_complexity"]
 
-_ACTS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.GELU)
+# The activations the paper's counter charges 1 FLOP per output element. h-swish / h-sigmoid are
+# written around their own ReLU6 module (so they count 1, as the paper's MobileNetV3 figures need);
+# swish, sigmoid and friends count 0 (method.md section 6).
+PAPER_ACTIVATIONS = (nn.ReLU, nn.ReLU6)
 
 
 def hook_complexity(model: nn.Module, input_shape: tuple[int, ...],
@@ -43,8 +46,8 @@ def hook_complexity(model: nn.Module, input_shape: tuple[int, ...],
     handles = []
     for m in model.modules():
         hook = (on_conv if isinstance(m, nn.Conv2d) else on_linear if isinstance(m, nn.Linear)
-                else on_bn if isinstance(m, nn.BatchNorm2d) else on_act if isinstance(m, _ACTS)
-                else None)
+                else on_bn if isinstance(m, nn.BatchNorm2d)
+                else on_act if isinstance(m, PAPER_ACTIVATIONS) else None)
         if hook is not None:
             handles.append(m.register_forward_hook(hook))
     was_training = model.training
