@@ -39,7 +39,8 @@ __all__ = ["ChannelGraph", "ConvOp", "LinearOp", "NormOp", "ActOp", "Layout", "U
            "UnsupportedModel", "derive_graph", "PAPER_ACTIVATIONS"]
 
 # Activation modules the paper's accounting counts: 1 FLOP per output element, once per module
-# (method.md section 2 and 6; h-swish is built around an nn.ReLU6 and so counts through it).
+# (method.md sections 2 and 6). h-swish is built around an nn.ReLU6 and so counts through it;
+# EfficientNet's swish and SE's sigmoid count 0.
 PAPER_ACTIVATIONS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)
 
 # Leaf modules that act on each channel alone: their output layout is their input's.

@@ -1,7 +1,7 @@
 """Complexity measured over a real forward pass with module hooks.
 
-An independent check of the analytic counts in :mod:`hetero.complexity` (the tests compare the
-two for every family). Same accountings: convs and linears per call; BN 2 FLOPs per output
+An independent check of the channel graph's analytic counts (the tests compare the two for every
+family). Same accountings: convs and linears per call; BN 2 FLOPs per output
 element per call; an activation module's elements counted once, from its last call (a shared
 ReLU in a torchvision-style block is counted at its post-add output, as the paper's counter does).
 """
@@ -12,12 +12,9 @@ import torch
 from torch import nn
 
 from hetero.complexity import ACCOUNTINGS, Complexity
+from hetero.graph import PAPER_ACTIVATIONS
 
 __all__ = ["PAPER_ACTIVATIONS", "hook_complexity"]
-
-# The activations the paper's counter charges (1 FLOP per output element). h-swish is built around
-# ReLU6 so it counts through it; EfficientNet's swish and SE's sigmoid count 0 (method.md section 6).
-PAPER_ACTIVATIONS = (nn.ReLU, nn.ReLU6)
 
 
 def hook_complexity(model: nn.Module, input_shape: tuple[int, ...],
