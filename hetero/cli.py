@@ -20,10 +20,13 @@ class CliError(Exception):
 # ---------------------------------------------------------------------------- helpers
 def _add_model_args(p: argparse.ArgumentParser, *, positional: bool = False) -> None:
     if positional:
-        p.add_argument("model", help="family or short name: resnet20, resnet56, resnet50, vgg16, "
-                                     "mobilenet_v2, resnet_cifar, ... (see `hetero models`)")
+        p.add_argument("model", help="family or short name (resnet56, densenet40, regnetx_400mf, "
+                                     "mobilenet_v3_small, ...: see `hetero models`), "
+                                     "torchvision:NAME, or package.module:callable")
     else:
-        p.add_argument("--model", default="resnet20", help="family or short name (default resnet20)")
+        p.add_argument("--model", default="resnet20",
+                       help="family or short name (default resnet20), torchvision:NAME, or "
+                            "package.module:callable (a function returning an nn.Module)")
     p.add_argument("--variant", "--depth", dest="variant", default=None,
                    help="family variant, e.g. depth 56 for resnet_cifar, cifar|imagenet for mobilenet_v2")
     p.add_argument("--shortcut", choices=("projection", "zeropad"), default=None,
@@ -68,13 +71,15 @@ def _fmt(n: float) -> str:
 
 # ---------------------------------------------------------------------------- models
 def cmd_models(args: argparse.Namespace) -> int:
-    from hetero.models.registry import ALIASES, get_family, list_models
+    from hetero.models._registry import ALIASES
+    from hetero.models.factory import family_spec, list_models
 
     rows = []
     for name, variants in list_models().items():
-        fam = get_family(name)
+        fam = family_spec(name)
         short = sorted(a for a, (f, _v) in ALIASES.items() if f == name)
-        rows.append({"family": name, "variants": list(variants), "default": fam.default_variant,
+        default = fam.default_variant if isinstance(fam.default_variant, str) else "by input size"
+        rows.append({"family": name, "variants": list(variants), "default": default,
                      "short_names": short, "description": fam.description})
     if args.json:
         _print_json(rows)
@@ -84,6 +89,8 @@ def cmd_models(args: argparse.Namespace) -> int:
               f"short names: {', '.join(r['short_names']) or '-'}")
         if r["description"]:
             print(f"{'':<16} {r['description']}")
+    print("\nAlso: torchvision:NAME (any torchvision classification CNN) and "
+          "package.module:callable (a function returning an nn.Module, called with num_classes).")
     return 0
 
 
@@ -99,17 +106,18 @@ def _shape_for(dataset: str, data_dir: str | None) -> tuple[int, int, int]:
 
 
 def cmd_complexity(args: argparse.Namespace) -> int:
-    from hetero.complexity import complexity
-    from hetero.config import ChannelConfig, uniform
-    from hetero.models.registry import resolve_model
+    from hetero.config import ChannelConfig
+    from hetero.models.factory import complexity, family_spec, uniform
 
     if args.config:
         config = ChannelConfig.load(args.config)
+        if family_spec(args.model).name != config.family:
+            raise CliError(f"--config {args.config} describes {config.family}, not {args.model}: "
+                           f"run `hetero complexity {config.family} --config {args.config}`")
     else:
         in_ch, size, classes = _shape_for(args.dataset, args.data_dir)
-        family, variant = resolve_model(args.model, args.variant, size)
-        config = uniform(family, variant, args.width_mult, num_classes=classes, input_size=size,
-                         in_channels=in_ch, **_options(args))
+        config = uniform(args.model, args.variant, args.width_mult, num_classes=classes,
+                         input_size=size, in_channels=in_ch, **_options(args))
     result = complexity(config, args.accounting)
     out = {"model": config.family, "variant": config.variant, "dataset": args.dataset,
            "input": [config.in_channels, config.input_size, config.input_size],

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from hetero.complexity import complexity
-from hetero.config import ChannelConfig, uniform, widen
+from hetero.config import ChannelConfig
+from hetero.models.factory import complexity, create_model, uniform, widen
 from hetero.protocol import TrainProtocol, from_known_keys
 
 __all__ = ["TrialSpec", "TrialResult", "Derivation", "derive", "run_trial", "base_config_for"]
@@ -144,20 +144,15 @@ class Derivation:
 
     def summary(self) -> dict[str, Any]:
         """A JSON-able description (what ``hetero shrink --json`` prints)."""
-        macs, paper = complexity(self.config, "macs"), complexity(self.config, "paper")
-        base, base_paper = complexity(self.base_config, "macs"), complexity(self.base_config, "paper")
+        cost = costs(self.config, self.base_config)
         return {
             "family": self.config.family, "variant": self.config.variant,
-            "flops": macs.flops, "params": macs.params,
-            "flops_paper": paper.flops, "params_paper": paper.params,
-            "baseline_flops": base.flops, "baseline_params": base.params,
-            "baseline_flops_paper": base_paper.flops, "baseline_params_paper": base_paper.params,
+            **cost,
             "wide_flops": complexity(self.wide_config).flops,
             "target_value": self.target_value,
             "target_metric": self.target_metric,
             "target_flops": self.target_value if self.target_metric == "flops" else None,
             "target_params": self.target_value if self.target_metric == "params" else None,
-            "flops_ratio": macs.flops / base.flops, "params_ratio": macs.params / base.params,
             "search_seconds": self.search_seconds,
             "channels": dict(self.config.widths),
             "width_ratios": self.config.ratios_to(self.base_config),
@@ -165,20 +160,31 @@ class Derivation:
         }
 
 
+def costs(config: ChannelConfig, base: ChannelConfig) -> dict[str, float]:
+    """The network's cost in both accountings, the width-1.0 baseline's, and their ratios (macs).
+
+    The one place a trial's cost figures are computed; names as in ``sweeps.keys``.
+    """
+    macs, paper = complexity(config, "macs"), complexity(config, "paper")
+    base_macs, base_paper = complexity(base, "macs"), complexity(base, "paper")
+    return {"flops": macs.flops, "params": macs.params,
+            "flops_paper": paper.flops, "params_paper": paper.params,
+            "baseline_flops": base_macs.flops, "baseline_params": base_macs.params,
+            "baseline_flops_paper": base_paper.flops, "baseline_params_paper": base_paper.params,
+            "flops_ratio": macs.flops / base_macs.flops,
+            "params_ratio": macs.params / base_macs.params}
+
+
 def base_config_for(spec: TrialSpec, data_shape: tuple[int, int, int]) -> ChannelConfig:
     """The width-1.0 uniform configuration of the spec's model for (channels, size, classes)."""
-    from hetero.models.registry import resolve_model
-
     in_channels, input_size, num_classes = data_shape
-    family, variant = resolve_model(spec.model, spec.variant, input_size)
-    return uniform(family, variant, num_classes=num_classes, input_size=input_size,
+    return uniform(spec.model, spec.variant, num_classes=num_classes, input_size=input_size,
                    in_channels=in_channels, **spec.options)
 
 
 def derive(spec: TrialSpec, data, *, device: torch.device | str = "cpu") -> Derivation:
     """Widen, score and shrink: the LW-DNA for ``spec`` (or the uniform net for baselines)."""
-    from hetero.importance import score_channels
-    from hetero.models.registry import create_model
+    from hetero.importance import score_network
     from hetero.shrink import shrink_to_target
 
     base = base_config_for(spec, (data.in_channels, data.input_size, data.num_classes))
@@ -191,18 +197,19 @@ def derive(spec: TrialSpec, data, *, device: torch.device | str = "cpu") -> Deri
     wide_model = create_model(config=wide).to(device)
     batches = data.train_batches(spec.protocol.batch_size, augment=spec.protocol.augment,
                                  seed=spec.seed, device=device)
-    scores = score_channels(spec.criterion, wide_model, wide, batches,
-                            num_batches=spec.score_batches, lr=spec.protocol.lr,
-                            momentum=spec.protocol.momentum,
-                            weight_decay=spec.protocol.weight_decay, seed=spec.seed)
+    scored = score_network(spec.criterion, wide_model, wide, batches,
+                           num_batches=spec.score_batches, lr=spec.protocol.lr,
+                           momentum=spec.protocol.momentum,
+                           weight_decay=spec.protocol.weight_decay, seed=spec.seed)
     shrunk = shrink_to_target(
-        wide, scores, base_config=base, target=spec.target, target_metric=spec.target_metric,
+        wide, scored.scores, base_config=base, target=spec.target, target_metric=spec.target_metric,
         remain_ratio=spec.remain_ratio, linear_ratio=spec.linear_ratio, divisor=spec.divisor,
         width_mult=spec.width_mult,
     )
     seconds = time.perf_counter() - start
+    # The scored network (the trained copy for bn and dhp) is what `inherit` slices from.
     return Derivation(base, wide, shrunk.config, shrunk.kept, shrunk.target_value, seconds,
-                      wide_model, spec.target_metric)
+                      scored.network, spec.target_metric)
 
 
 # Baselines have no widening of their own; with KD on they distil from a 2x uniform teacher.
@@ -261,24 +268,19 @@ def run_trial(spec: TrialSpec, *, on_epoch: EpochCallback | None = None,
         trainer.load_state_dict(checkpoint["trainer"])
     extra = {"config": config.to_dict(), "base_config": base.to_dict(),
              "search_seconds": derivation.search_seconds, "spec": spec.to_dict()}
-    macs, paper = complexity(config, "macs"), complexity(config, "paper")
-    base_macs, base_paper = complexity(base, "macs"), complexity(base, "paper")
     # The cost is fixed before training; every epoch report carries it (multi-objective search
     # and schedulers need it at each report), so callers never recount it.
-    cost = {"flops": macs.flops, "params": macs.params,
-            "flops_ratio": macs.flops / base_macs.flops,
-            "params_ratio": macs.params / base_macs.params}
+    cost = costs(config, base)
+    per_epoch = {k: cost[k] for k in ("flops", "params", "flops_ratio", "params_ratio")}
 
     def report(metrics: dict[str, Any], trainer_obj) -> None:
         if on_epoch is not None:
-            on_epoch({**metrics, **cost}, {**extra, "trainer": trainer_obj.state_dict()})
+            on_epoch({**metrics, **per_epoch}, {**extra, "trainer": trainer_obj.state_dict()})
 
     summary = trainer.fit(on_epoch=report)
     return TrialResult(
         kind=spec.kind, accuracy=summary.accuracy, top5=summary.top5,
-        flops=macs.flops, params=macs.params, flops_paper=paper.flops, params_paper=paper.params,
-        baseline_flops=base_macs.flops, baseline_params=base_macs.params,
-        baseline_flops_paper=base_paper.flops, baseline_params_paper=base_paper.params,
+        **{k: int(v) for k, v in cost.items() if not k.endswith("_ratio")},
         config=config, base_config=base, width_ratios=config.ratios_to(base),
         search_seconds=derivation.search_seconds, train_seconds=summary.train_seconds,
         images_per_second=summary.images_per_second, epochs=summary.epochs,

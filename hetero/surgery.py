@@ -17,7 +17,7 @@ from torch import nn
 
 from hetero.graph import ChannelGraph, ConvOp, Layout
 
-__all__ = ["resize", "init_weights", "inherit_weights", "layout_indices"]
+__all__ = ["resize", "inherit_weights", "layout_indices"]
 
 
 def resize(model: nn.Module, graph: ChannelGraph, widths: Sequence[int]) -> nn.Module:
@@ -63,21 +63,6 @@ def _linear_like(linear: nn.Linear, cin: int, cout: int) -> nn.Linear:
 def _norm_like(norm: nn.Module, channels: int) -> nn.Module:
     return type(norm)(channels, norm.eps, norm.momentum, norm.affine, norm.track_running_stats,
                       **_factory(norm))
-
-
-@torch.no_grad()
-def init_weights(model: nn.Module) -> None:
-    """The one initialisation every network gets, both arms alike: He (fan-out) convs with zero
-    biases, BN at (1, 0), PyTorch's default for linears."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_parameters()
-        elif isinstance(m, nn.Linear):
-            m.reset_parameters()
 
 
 def layout_indices(layout: Layout, kept: Mapping[int, torch.Tensor],

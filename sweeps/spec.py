@@ -477,7 +477,7 @@ def base_config(spec: SweepSpec):
 
 
 def _unreachable(spec: SweepSpec, base) -> list[str]:
-    from hetero.config import widen
+    from hetero.models.factory import widen
     from hetero.shrink import reachable_range
 
     space, problems = spec.space, []

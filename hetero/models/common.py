@@ -1,11 +1,11 @@
-"""The conv-BN-activation unit several hand-written families share."""
+"""What several families share: the conv-BN-activation unit and the one initialisation."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-__all__ = ["ConvBN"]
+__all__ = ["ConvBN", "init_weights"]
 
 
 class ConvBN(nn.Module):
@@ -20,3 +20,19 @@ class ConvBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
+
+
+@torch.no_grad()
+def init_weights(model: nn.Module) -> None:
+    """The one initialisation every network gets, both arms alike (the factory applies it to
+    built-in, torchvision and user networks): He (fan-out) convs with zero biases, BN at (1, 0),
+    PyTorch's default for linears."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_parameters()
+        elif isinstance(m, nn.Linear):
+            m.reset_parameters()

@@ -26,7 +26,8 @@ from hetero.complexity import Complexity
 from hetero.config import ChannelConfig, make_divisible
 from hetero.graph import ChannelGraph, derive_graph
 from hetero.models._registry import ALIASES, FamilySpec, family_names, get_family, register_family
-from hetero.surgery import init_weights, resize
+from hetero.models.common import init_weights
+from hetero.surgery import resize
 
 __all__ = ["resolve_model", "family_spec", "graph_of", "base_config", "uniform", "widen",
            "create_model", "complexity", "register_model", "list_models", "MAX_WIDTH_MULT"]

@@ -17,7 +17,7 @@ from torch import nn
 
 from hetero.models._mobile import MOBILE_VARIANTS, mobile_variant
 from hetero.models._registry import register_family
-from hetero.models.common import ConvBN, init_convs
+from hetero.models.common import ConvBN, init_weights
 
 __all__ = ["MNASNet", "MnasBlock", "build_mnasnet"]
 
@@ -68,7 +68,7 @@ class MNASNet(nn.Module):
         self.head = ConvBN(STACKS[-1][0], HEAD_WIDTH, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(DROPOUT), nn.Linear(HEAD_WIDTH, num_classes))
-        init_convs(self)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.features(self.separable(self.stem(x))))

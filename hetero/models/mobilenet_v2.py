@@ -16,7 +16,7 @@ from torch import nn
 
 from hetero.models._mobile import MOBILE_VARIANTS, mobile_variant
 from hetero.models._registry import register_family
-from hetero.models.common import ConvBN, init_convs
+from hetero.models.common import ConvBN, init_weights
 
 __all__ = ["InvertedResidual", "MobileNetV2", "build_mobilenet_v2"]
 
@@ -69,7 +69,7 @@ class MobileNetV2(nn.Module):
         self.head = ConvBN(STAGES[-1][1], HEAD_WIDTH, 1, act=nn.ReLU6)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(DROPOUT), nn.Linear(HEAD_WIDTH, num_classes))
-        init_convs(self)
+        init_weights(self)
         # torchvision's MobileNetV2 starts the classifier small.
         nn.init.normal_(self.classifier[1].weight, 0, 0.01)
         nn.init.zeros_(self.classifier[1].bias)

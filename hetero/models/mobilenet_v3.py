@@ -19,7 +19,7 @@ from torch import nn
 
 from hetero.models._mobile import MOBILE_VARIANTS, mobile_variant
 from hetero.models._registry import register_family
-from hetero.models.common import ConvBN, init_convs
+from hetero.models.common import ConvBN, init_weights
 
 __all__ = ["HSigmoid", "HSwish", "InvertedResidual", "MobileNetV3", "SqueezeExcite",
            "build_mobilenet_v3"]
@@ -108,7 +108,7 @@ class MobileNetV3(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Linear(LAST_WIDTH, HEAD_WIDTH), HSwish(),
                                         nn.Linear(HEAD_WIDTH, num_classes))
-        init_convs(self)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.last_se(self.last(self.features(self.stem(x))))
