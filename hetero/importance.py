@@ -405,7 +405,6 @@ def _init_hypernet(shape: torch.Size, m: int, generator: torch.Generator,
 def _generate_weight(shape: torch.Size, z_in: torch.Tensor, z_out: torch.Tensor,
                      hyper: dict[str, torch.Tensor]) -> torch.Tensor:
     """K = W2 @ (W0[..., None] * W1 + b1) + b2, W0 = z_in (x) z_out + b0; as (Cout, Cin, k, k)."""
-    cout, cin = shape[0], shape[1]
     w0 = torch.outer(z_in, z_out) + hyper["b0"]
     embedding = w0.unsqueeze(-1) * hyper["w1"] + hyper["b1"]
     kernel = torch.einsum("iokm,iom->iok", hyper["w2"], embedding) + hyper["b2"]
