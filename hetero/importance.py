@@ -308,19 +308,13 @@ def _gate_hook(parts: list[torch.Tensor]):
 
 
 # ---------------------------------------------------------------------------- dhp
-# Above this many hypernetwork parameters the default embedding dim drops from 8 to 2, the
-# paper's ImageNet setting (a 2x ResNet-50 with m = 8 would need ~1e9 parameters).
-HYPERNET_BUDGET = 50_000_000
-
-
 @register_criterion("dhp")
-def _dhp_scores(ctx: _Context, embedding_dim: int | None = None, dhp_score: str = "grad"
-                ) -> Scored:
+def _dhp_scores(ctx: _Context, embedding_dim: int = 8, dhp_score: str = "grad") -> Scored:
     if dhp_score not in DHP_SCORES:
         raise ValueError(f"dhp_score must be one of {DHP_SCORES}, got {dhp_score!r}")
     net = _training_copy(ctx.model)
-    m = embedding_dim or _default_embedding_dim(net, ctx.config.layers)
-    hyper = _HyperNetwork(net, ctx, m)
+    _check_hypernet_size(net, ctx.config.layers, embedding_dim)
+    hyper = _HyperNetwork(net, ctx, embedding_dim)
     weight_names = {f"{name}.weight" for name in ctx.config.layers}
     others = [p for n, p in net.named_parameters() if n not in weight_names]
     optimizer = _SGD([*hyper.parameters(), *others], ctx.settings)
@@ -375,15 +369,21 @@ class _HyperNetwork:
         return out
 
 
-def _hypernet_size(shape: torch.Size, m: int) -> int:
-    cout, cin = shape[0], shape[1]
-    k2 = math.prod(shape[2:])
-    return cin * cout * (1 + 2 * m + k2 + m * k2)
+# A hypernetwork beyond this many parameters does not fit a typical machine (4 bytes each, plus
+# its gradient and momentum): refuse with the fix instead of running out of memory.
+HYPERNET_LIMIT = 400_000_000
 
 
-def _default_embedding_dim(net: nn.Module, layers: Iterable[str]) -> int:
-    size = sum(_hypernet_size(net.get_submodule(name).weight.shape, 8) for name in layers)
-    return 8 if size <= HYPERNET_BUDGET else 2
+def _check_hypernet_size(net: nn.Module, layers: Iterable[str], m: int) -> None:
+    size = 0
+    for name in layers:
+        shape = net.get_submodule(name).weight.shape
+        k2 = math.prod(shape[2:])
+        size += shape[0] * shape[1] * (1 + 2 * m + k2 + m * k2)
+    if size > HYPERNET_LIMIT:
+        raise ValueError(f"the dhp hypernetwork would have {size / 1e6:.0f} M parameters at "
+                         f"embedding_dim {m}: use embedding_dim 2 (the paper's ImageNet setting), "
+                         "a smaller width multiplier, or criterion gate/bn/l1")
 
 
 def _init_hypernet(shape: torch.Size, m: int, generator: torch.Generator,

@@ -19,6 +19,15 @@ from hetero.config import ChannelConfig
 from hetero.models.factory import complexity, create_model, uniform, widen
 from hetero.protocol import TrainProtocol, from_known_keys
 
+INITS = ("fresh", "inherit", "hyper")
+DHP_SCORES = ("grad", "latent")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
 __all__ = ["TrialSpec", "TrialResult", "Derivation", "derive", "run_trial", "base_config_for"]
 
 EpochCallback = Callable[[dict[str, Any], dict[str, Any]], None]
@@ -43,7 +52,9 @@ class TrialSpec:
     linear_ratio: float = 0.45      # tau: floor of the classifier input, same reference
     score_batches: int = 2
     divisor: int = 1                # round derived widths to a multiple of this
-    inherit: bool = False           # start from the scored wide network's kept weights
+    init: str = "fresh"             # fresh | inherit (scored net's kept weights) | hyper (dhp)
+    dhp_score: str = "grad"         # dhp: |dL/dz| (the paper's text) | latent: |z| (ResNet-50 code)
+    embedding_dim: int = 8          # dhp hypernetwork embedding m (reference: 8; ImageNet: 2)
     seed: int = 0
     protocol: TrainProtocol = field(default_factory=TrainProtocol)
     options: dict[str, Any] = field(default_factory=dict)  # family options, e.g. shortcut
@@ -59,6 +70,13 @@ class TrialSpec:
             raise ValueError(f"target_metric must be 'flops' or 'params', got {self.target_metric!r}")
         if not self.baseline and not self.target > 0:
             raise ValueError(f"target must be a positive fraction of the baseline, got {self.target}")
+        _check_choice("init", self.init, INITS)
+        _check_choice("dhp_score", self.dhp_score, DHP_SCORES)
+        if self.init == "hyper" and self.criterion != "dhp" and not self.baseline:
+            raise ValueError("init 'hyper' takes the weights the dhp hypernetwork generates: use "
+                             "criterion dhp, or init fresh / inherit")
+        if self.embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be >= 1, got {self.embedding_dim}")
 
     @property
     def kind(self) -> str:
@@ -139,8 +157,9 @@ class Derivation:
     kept: dict[str, list[int]] | None
     target_value: float | None      # absolute target in the chosen metric (None for baselines)
     search_seconds: float
-    wide_model: torch.nn.Module | None = None
+    wide_model: torch.nn.Module | None = None  # the scored wide network
     target_metric: str = "flops"
+    generated: dict[str, torch.Tensor] | None = None  # dhp: full-width generated weights
 
     def summary(self) -> dict[str, Any]:
         """A JSON-able description (what ``hetero shrink --json`` prints)."""
@@ -200,7 +219,8 @@ def derive(spec: TrialSpec, data, *, device: torch.device | str = "cpu") -> Deri
     scored = score_network(spec.criterion, wide_model, wide, batches,
                            num_batches=spec.score_batches, lr=spec.protocol.lr,
                            momentum=spec.protocol.momentum,
-                           weight_decay=spec.protocol.weight_decay, seed=spec.seed)
+                           weight_decay=spec.protocol.weight_decay, seed=spec.seed,
+                           **_criterion_options(spec))
     shrunk = shrink_to_target(
         wide, scored.scores, base_config=base, target=spec.target, target_metric=spec.target_metric,
         remain_ratio=spec.remain_ratio, linear_ratio=spec.linear_ratio, divisor=spec.divisor,
@@ -209,7 +229,23 @@ def derive(spec: TrialSpec, data, *, device: torch.device | str = "cpu") -> Deri
     seconds = time.perf_counter() - start
     # The scored network (the trained copy for bn and dhp) is what `inherit` slices from.
     return Derivation(base, wide, shrunk.config, shrunk.kept, shrunk.target_value, seconds,
-                      scored.network, spec.target_metric)
+                      scored.network, spec.target_metric, scored.generated)
+
+
+def _criterion_options(spec: TrialSpec) -> dict[str, Any]:
+    if spec.criterion == "dhp":
+        return {"embedding_dim": spec.embedding_dim, "dhp_score": spec.dhp_score}
+    return {}
+
+
+def _initial_model(spec: TrialSpec, derivation: Derivation) -> torch.nn.Module:
+    """The derived network at its starting weights (``spec.init``); baselines start fresh."""
+    from hetero.materialize import materialize
+
+    if spec.init == "fresh" or derivation.kept is None:
+        return materialize(derivation.config)
+    return materialize(derivation.config, source=derivation.wide_model, kept=derivation.kept,
+                       generated=derivation.generated if spec.init == "hyper" else None)
 
 
 # Baselines have no widening of their own; with KD on they distil from a 2x uniform teacher.
@@ -243,7 +279,6 @@ def run_trial(spec: TrialSpec, *, on_epoch: EpochCallback | None = None,
     the same result as an uninterrupted run.
     """
     from hetero.data import load_dataset
-    from hetero.materialize import materialize
     from hetero.train import Trainer, resolve_device
 
     device = resolve_device(spec.protocol.device)
@@ -260,8 +295,7 @@ def run_trial(spec: TrialSpec, *, on_epoch: EpochCallback | None = None,
     config, base = derivation.config, derivation.base_config
 
     torch.manual_seed(spec.seed)
-    model = materialize(config, source=derivation.wide_model if spec.inherit else None,
-                        kept=derivation.kept if spec.inherit else None)
+    model = _initial_model(spec, derivation)
     teacher = _train_teacher(spec, base, data) if spec.protocol.kd_weight > 0 else None
     trainer = Trainer(model, data, spec.protocol, seed=spec.seed, teacher=teacher)
     if checkpoint is not None:

@@ -37,7 +37,7 @@ PARAM_VARIANT = "variant"
 PARAM_DATASET = "dataset"
 PARAM_SCORE_BATCHES = "score_batches"  # scoring mini-batches (paper: 2)
 PARAM_DIVISOR = "divisor"
-PARAM_INHERIT = "inherit"
+PARAM_INIT = "init"
 PARAM_OPTIONS = "options"         # model family options, JSON
 # The other TrainProtocol fields are logged under their own field names (momentum, schedule, ...).
 

@@ -263,7 +263,7 @@ def _context(spec: SweepSpec, tracking: TrialTracking, trial_uri: str,
              "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
              "download": spec.dataset.download, "target_metric": spec.space.target_metric,
              "score_batches": spec.space.score_batches, "divisor": spec.space.divisor,
-             "inherit": spec.space.inherit, "protocol": spec.protocol}
+             "init": spec.space.init, "protocol": spec.protocol}
     varying = tuple(d for d in spec.space.DIMENSIONS if len(spec.space.values(d)) > 1)
     failing = spec.testing.fail_first_attempt
     fail_kinds = ((keys.KIND_LWDNA, keys.KIND_BASELINE) if failing is True

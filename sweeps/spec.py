@@ -60,7 +60,7 @@ class SpaceSpec:
     data_fractions: tuple[float, ...] = (1.0,)
     score_batches: int = 2
     divisor: int = 1
-    inherit: bool = False
+    init: str = "fresh"
 
     # Searched dimensions, in the order trials are enumerated and named.
     DIMENSIONS = ("width_mult", "target", "criterion", "remain_ratio", "linear_ratio", "seed",
@@ -266,7 +266,7 @@ SPACE_SCHEMA: dict[str, Validator] = {
     "data_fractions": _list(_number(0, 1, lo_open=True)),
     "score_batches": _number(1, integer=True),
     "divisor": _number(1, integer=True),
-    "inherit": _flag,
+    "init": _one_of("fresh", "inherit", "hyper"),
 }
 SEARCH_SCHEMA: dict[str, Validator] = {
     "type": _one_of("grid", "random", "optuna"),

@@ -94,7 +94,7 @@ def _params(spec) -> dict[str, Any]:
             keys.PARAM_CRITERION: spec.criterion, keys.PARAM_REMAIN_RATIO: spec.remain_ratio,
             keys.PARAM_LINEAR_RATIO: spec.linear_ratio,
             keys.PARAM_SCORE_BATCHES: spec.score_batches, keys.PARAM_DIVISOR: spec.divisor,
-            keys.PARAM_INHERIT: spec.inherit}
+            keys.PARAM_INIT: spec.init}
 
 
 def _tags(context: TrialContext, spec) -> dict[str, str]:
