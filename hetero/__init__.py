@@ -4,7 +4,6 @@ This package is the method. It imports torch, torchvision, numpy and scikit-lear
 ray, optuna or mlflow: sweeps and tracking attach through callbacks (see ``sweeps``).
 """
 
-from hetero.complexity import Complexity
 from hetero.config import ChannelConfig, make_divisible
 
 __all__ = ["ChannelConfig", "Complexity", "complexity", "create_model", "make_divisible",
@@ -15,9 +14,14 @@ _FACTORY = ("complexity", "create_model", "register_model", "uniform", "widen")
 
 
 def __getattr__(name: str):
-    # The factory imports torch and the model families: only when asked for.
+    # The factory imports torch and the model families, Complexity numpy: only when asked for,
+    # so `hetero --help` and the stdlib-only modules (trial, settings, config) stay light.
     if name in _FACTORY:
         from hetero.models import factory
 
         return getattr(factory, name)
+    if name == "Complexity":
+        from hetero.complexity import Complexity
+
+        return Complexity
     raise AttributeError(f"module 'hetero' has no attribute {name!r}")

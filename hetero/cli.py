@@ -18,45 +18,73 @@ class CliError(Exception):
 
 
 # ---------------------------------------------------------------------------- helpers
+# Extra spellings of derived flags (kept for users of earlier versions).
+FLAG_ALIASES = {"variant": ("--depth",)}
+
+
+def _add_settings(p: argparse.ArgumentParser, cls: type, *, only: tuple[str, ...] | None = None,
+                  skip: tuple[str, ...] = ()) -> None:
+    """One flag per declared setting of ``cls`` (``--width-mult`` for ``width_mult``), with its
+    help, choices and range from the declaration; a flag not given stays None (the default)."""
+    from dataclasses import fields
+
+    from hetero.settings import declared
+
+    defaults = {f.name: f.default for f in fields(cls)}
+    for name, s in declared(cls).items():
+        if not s.cli or name in skip or (only is not None and name not in only):
+            continue
+        default = defaults[name]
+        flags = ("--" + name.replace("_", "-"), *FLAG_ALIASES.get(name, ()))
+        help_text = f"{s.help} (default {default})" if default not in (None, False) else s.help
+        if isinstance(default, bool):
+            p.add_argument(*flags, dest=name, action="store_true", default=None, help=help_text)
+        else:
+            p.add_argument(*flags, dest=name, default=None, help=help_text,
+                           choices=s.choices, type=_checked_type(name, s, default))
+
+
+def _checked_type(name: str, s, default: Any):
+    base = int if s.integer else float if isinstance(default, float) else str
+
+    def parse(text: str):
+        try:
+            value = base(text)
+            s.check(name, value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    parse.__name__ = base.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    from hetero.settings import declared
+
+    return {name: getattr(args, name) for name in declared(cls)
+            if getattr(args, name, None) is not None}
+
+
 def _add_model_args(p: argparse.ArgumentParser, *, positional: bool = False) -> None:
+    from hetero.trial import TrialSpec
+
     if positional:
         p.add_argument("model", help="family or short name (resnet56, densenet40, regnetx_400mf, "
                                      "mobilenet_v3_small, ...: see `hetero models`), "
                                      "torchvision:NAME, or package.module:callable")
+        _add_settings(p, TrialSpec, only=("variant",))
     else:
-        p.add_argument("--model", default="resnet20",
-                       help="family or short name (default resnet20), torchvision:NAME, or "
-                            "package.module:callable (a function returning an nn.Module)")
-    p.add_argument("--variant", "--depth", dest="variant", default=None,
-                   help="family variant, e.g. depth 56 for resnet_cifar, cifar|imagenet for mobilenet_v2")
+        _add_settings(p, TrialSpec, only=("model", "variant"))
     p.add_argument("--shortcut", choices=("projection", "zeropad"), default=None,
                    help="resnet_cifar shortcut type (default projection, as the paper's ResNet-56)")
 
 
-def _add_search_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--width-mult", type=float, default=2.0, help="widening multiplier beta (default 2)")
-    p.add_argument("--target", type=float, default=1.0,
-                   help="cost target as a fraction of the width-1.0 baseline (default 1.0)")
-    p.add_argument("--target-metric", choices=("flops", "params"), default="flops")
-    p.add_argument("--criterion", default="dhp", help="dhp | gate | bn | l1 (default dhp)")
-    p.add_argument("--remain-ratio", type=float, default=0.4, help="rho floor (default 0.4)")
-    p.add_argument("--linear-ratio", type=float, default=0.45, help="tau floor (default 0.45)")
-    p.add_argument("--score-batches", type=int, default=2, help="scoring mini-batches (default 2)")
-    p.add_argument("--divisor", type=int, default=1, help="round widths to a multiple of this")
-    p.add_argument("--dhp-score", dest="dhp_score", choices=("grad", "latent"), default="grad",
-                   help="dhp: rank by |dL/dz| (grad, the paper's text) or |z| (latent, what the "
-                        "released ResNet-50 code ranks)")
-    p.add_argument("--embedding-dim", dest="embedding_dim", type=int, default=8,
-                   help="dhp hypernetwork embedding size m (reference 8; its ImageNet runs use 2)")
+def _add_trial_args(p: argparse.ArgumentParser) -> None:
+    """Every other trial setting (data, widening, scoring, shrinking, init, seed)."""
+    from hetero.trial import TrialSpec
 
-
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=DATASETS, default="digits",
-                   help="digits (bundled, default) | cifar10 | cifar100 | imagefolder | imagenet")
-    p.add_argument("--data-dir", default=None, help="dataset folder (cifar, imagefolder, imagenet)")
-    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR")
-    p.add_argument("--data-fraction", type=float, default=1.0,
-                   help="fraction of the training split to use (default 1.0)")
+    _add_settings(p, TrialSpec, skip=("model", "variant"))
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -144,25 +172,14 @@ def cmd_complexity(args: argparse.Namespace) -> int:
 def _protocol(args: argparse.Namespace):
     from hetero.protocol import TrainProtocol
 
-    keys = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup_epochs",
-            "label_smoothing", "kd_weight", "device")
-    return TrainProtocol(**{k: getattr(args, k) for k in keys if getattr(args, k, None) is not None})
+    return TrainProtocol(**_given(args, TrainProtocol))
 
 
 def _spec(args: argparse.Namespace, *, baseline: bool = False):
-    from hetero.method import TrialSpec
+    from hetero.trial import TrialSpec
 
-    return TrialSpec(
-        model=args.model, variant=args.variant, dataset=args.dataset, data_dir=args.data_dir,
-        download=args.download, data_fraction=args.data_fraction, baseline=baseline,
-        width_mult=args.width_mult if args.width_mult is not None else 1.0,
-        target=args.target, target_metric=args.target_metric, criterion=args.criterion,
-        remain_ratio=args.remain_ratio, linear_ratio=args.linear_ratio,
-        score_batches=args.score_batches, divisor=args.divisor,
-        init=getattr(args, "init", "fresh"), dhp_score=args.dhp_score,
-        embedding_dim=args.embedding_dim, seed=args.seed,
-        protocol=_protocol(args), options=_options(args),
-    )
+    given = {**_given(args, TrialSpec), "baseline": baseline}
+    return TrialSpec(**given, protocol=_protocol(args), options=_options(args))
 
 
 def cmd_shrink(args: argparse.Namespace) -> int:
@@ -235,16 +252,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- parser
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--weight-decay", dest="weight_decay", type=float, default=None)
-    p.add_argument("--schedule", choices=("cosine", "step"), default=None)
-    p.add_argument("--warmup-epochs", dest="warmup_epochs", type=int, default=None)
-    p.add_argument("--label-smoothing", dest="label_smoothing", type=float, default=None)
-    p.add_argument("--kd-weight", dest="kd_weight", type=float, default=None,
-                   help="distil from the trained widened network (paper: 0.4); off by default")
-    p.add_argument("--device", default=None, help="auto (default) | cpu | cuda")
+    from hetero.protocol import TrainProtocol
+
+    _add_settings(p, TrainProtocol)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,29 +280,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("shrink", help="derive an LW-DNA (widen, score, shrink) without training")
     _add_model_args(p)
-    _add_data_args(p)
-    _add_search_args(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--device", default=None)
+    _add_trial_args(p)
+    from hetero.protocol import TrainProtocol
+
+    _add_settings(p, TrainProtocol, only=("batch_size", "lr", "weight_decay", "device"))
     p.add_argument("--out", default=None, help="write the LW-DNA configuration JSON here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_shrink)
 
     p = sub.add_parser("run", help="run one trial: derive and train an LW-DNA, or a baseline")
     _add_model_args(p)
-    _add_data_args(p)
-    _add_search_args(p)
-    p.set_defaults(width_mult=None)
+    _add_trial_args(p)
     p.add_argument("--baseline", action="store_true",
                    help="train the uniform network at --width-mult (default 1.0) instead")
-    p.add_argument("--init", choices=("fresh", "inherit", "hyper"), default="fresh",
-                   help="the derived network's starting weights: fresh (default; the paper's "
-                        "'from scratch'), inherit (the scored wide network's kept weights), hyper "
-                        "(dhp only: generated by the hypernetwork from the kept latents, as the "
-                        "reference code)")
-    p.add_argument("--seed", type=int, default=0)
     _train_args(p)
     p.add_argument("--out", default=None, help="output folder (default runs/...)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")

@@ -10,86 +10,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from hetero.config import ChannelConfig
 from hetero.models.factory import complexity, create_model, uniform, widen
-from hetero.protocol import TrainProtocol, from_known_keys
+from hetero.trial import TrialSpec
 
-INITS = ("fresh", "inherit", "hyper")
-DHP_SCORES = ("grad", "latent")
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-
-
-__all__ = ["TrialSpec", "TrialResult", "Derivation", "derive", "run_trial", "base_config_for"]
+__all__ = ["TrialSpec", "TrialResult", "Derivation", "derive", "run_trial", "base_config_for",
+           "costs"]
 
 EpochCallback = Callable[[dict[str, Any], dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """Everything one trial needs. ``target`` is a fraction of the width-1.0 baseline's cost."""
-
-    model: str = "resnet20"
-    variant: str | None = None
-    dataset: str = "digits"
-    data_dir: str | None = None
-    data_fraction: float = 1.0
-    download: bool = False
-    baseline: bool = False          # True: train the uniform network at `width_mult`
-    width_mult: float = 2.0
-    target: float = 1.0
-    target_metric: str = "flops"    # flops | params
-    criterion: str = "dhp"
-    remain_ratio: float = 0.4       # rho: per-layer floor, relative to the widened width
-    linear_ratio: float = 0.45      # tau: floor of the classifier input, same reference
-    score_batches: int = 2
-    divisor: int = 1                # round derived widths to a multiple of this
-    init: str = "fresh"             # fresh | inherit (scored net's kept weights) | hyper (dhp)
-    dhp_score: str = "grad"         # dhp: |dL/dz| (the paper's text) | latent: |z| (ResNet-50 code)
-    embedding_dim: int = 8          # dhp hypernetwork embedding m (reference: 8; ImageNet: 2)
-    seed: int = 0
-    protocol: TrainProtocol = field(default_factory=TrainProtocol)
-    options: dict[str, Any] = field(default_factory=dict)  # family options, e.g. shortcut
-
-    def __post_init__(self) -> None:
-        if isinstance(self.protocol, dict):
-            object.__setattr__(self, "protocol", TrainProtocol.from_dict(self.protocol))
-        if not 0 < self.data_fraction <= 1:
-            raise ValueError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
-        if not self.width_mult > 0:
-            raise ValueError(f"width_mult must be positive, got {self.width_mult}")
-        if self.target_metric not in ("flops", "params"):
-            raise ValueError(f"target_metric must be 'flops' or 'params', got {self.target_metric!r}")
-        if not self.baseline and not self.target > 0:
-            raise ValueError(f"target must be a positive fraction of the baseline, got {self.target}")
-        _check_choice("init", self.init, INITS)
-        _check_choice("dhp_score", self.dhp_score, DHP_SCORES)
-        if self.init == "hyper" and self.criterion != "dhp" and not self.baseline:
-            raise ValueError("init 'hyper' takes the weights the dhp hypernetwork generates: use "
-                             "criterion dhp, or init fresh / inherit")
-        if self.embedding_dim < 1:
-            raise ValueError(f"embedding_dim must be >= 1, got {self.embedding_dim}")
-
-    @property
-    def kind(self) -> str:
-        return "baseline" if self.baseline else "lwdna"
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["protocol"] = self.protocol.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
-        return from_known_keys(cls, data, "trial")
 
 
 @dataclass

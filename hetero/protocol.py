@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from hetero.settings import check_declared, setting
+
 __all__ = ["TrainProtocol", "from_known_keys"]
 
 SCHEDULES = ("cosine", "step")
@@ -26,43 +28,36 @@ def from_known_keys(cls, data: dict[str, Any], what: str):
 
 @dataclass(frozen=True)
 class TrainProtocol:
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 1e-4          # method.md 1.7: CIFAR and ImageNet use 1e-4
-    schedule: str = "cosine"           # cosine | step
-    milestones: tuple[float, ...] = (0.5, 0.75)  # step schedule: fractions of `epochs`
-    gamma: float = 0.1                 # step schedule decay
-    warmup_epochs: int = 0             # linear warm-up from lr/10, then the schedule
-    label_smoothing: float = 0.0
-    kd_weight: float = 0.0             # > 0: distil from the widened teacher (paper: 0.4)
-    kd_temperature: float = 4.0
-    eval_batch_size: int = 500
-    augment: bool = True               # random crop (pad 4 / 1 for 8x8) + horizontal flip
-    amp: bool = True                   # CUDA only (bf16 autocast); ignored on CPU
-    channels_last: bool = True         # CUDA only; slower on CPU
-    device: str = "auto"               # auto | cpu | cuda | cuda:N
+    epochs: int = setting(10, "training epochs (both arms)", lo=1, integer=True)
+    batch_size: int = setting(128, "mini-batch size", lo=1, integer=True)
+    lr: float = setting(0.1, "SGD learning rate", lo=0, lo_open=True)
+    momentum: float = setting(0.9, "SGD momentum", lo=0, hi=0.999, cli=False)
+    nesterov: bool = setting(False, "Nesterov momentum", cli=False)
+    weight_decay: float = setting(1e-4, "weight decay (method.md 1.7: CIFAR and ImageNet use "
+                                  "1e-4)", lo=0)
+    schedule: str = setting("cosine", "learning-rate schedule", choices=SCHEDULES)
+    milestones: tuple[float, ...] = setting((0.5, 0.75), "step schedule: fractions of epochs",
+                                            cli=False)
+    gamma: float = setting(0.1, "step schedule decay", lo=0, lo_open=True, cli=False)
+    warmup_epochs: int = setting(0, "linear warm-up epochs from lr/10", lo=0, integer=True)
+    label_smoothing: float = setting(0.0, "label smoothing", lo=0, hi=0.999)
+    kd_weight: float = setting(0.0, "> 0: distil from the trained widened network (paper: "
+                               "0.4); off by default", lo=0, hi=1)
+    kd_temperature: float = setting(4.0, "distillation temperature", lo=0, lo_open=True,
+                                    cli=False)
+    eval_batch_size: int = setting(500, "evaluation batch size", lo=1, integer=True, cli=False)
+    augment: bool = setting(True, "random crop + horizontal flip", cli=False)
+    amp: bool = setting(True, "bf16 autocast (CUDA only; ignored on CPU)", cli=False)
+    channels_last: bool = setting(True, "channels_last memory format (CUDA only)", cli=False)
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
-        checks = [
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.lr > 0, "lr must be > 0"),
-            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
-            (all(0 < m < 1 for m in self.milestones), "milestones are fractions in (0, 1)"),
-            (0 <= self.warmup_epochs < self.epochs, "warmup_epochs must be in [0, epochs)"),
-            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
-            (0 <= self.kd_weight <= 1, "kd_weight must be in [0, 1]"),
-            (self.kd_temperature > 0, "kd_temperature must be > 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"training protocol: {message}")
+        check_declared(self)
+        if not all(0 < m < 1 for m in self.milestones):
+            raise ValueError("training protocol: milestones are fractions in (0, 1)")
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError("training protocol: warmup_epochs must be below epochs")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

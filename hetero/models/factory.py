@@ -28,12 +28,11 @@ from hetero.graph import ChannelGraph, derive_graph
 from hetero.models._registry import ALIASES, FamilySpec, family_names, get_family, register_family
 from hetero.models.common import init_weights
 from hetero.surgery import resize
+from hetero.trial import MAX_WIDTH_MULT
 
 __all__ = ["resolve_model", "family_spec", "graph_of", "base_config", "uniform", "widen",
            "create_model", "complexity", "register_model", "list_models", "MAX_WIDTH_MULT"]
 
-# Wider than this is a typo, not an experiment (a 2x ResNet-50 already has ~100 M parameters).
-MAX_WIDTH_MULT = 16.0
 TORCHVISION = "torchvision:"
 EXTERNAL_VARIANT = "default"
 

@@ -1,0 +1,69 @@
+"""Declared settings: a dataclass field that carries its help text, its range and its use.
+
+:class:`~hetero.trial.TrialSpec` and :class:`~hetero.protocol.TrainProtocol` declare every field
+with :func:`setting`; the CLI flags, the sweep schema and the MLflow params are derived from these
+declarations, so each fact about a setting is written once. Standard library only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+__all__ = ["Setting", "setting", "declared", "check_declared"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one field is described, checked and used outside hetero."""
+
+    help: str
+    choices: tuple[Any, ...] | None = None
+    lo: float | None = None             # inclusive unless lo_open
+    hi: float | None = None
+    lo_open: bool = False
+    integer: bool = False
+    sweep: str | None = None            # "axis": searched list | "fixed": one value | None
+    plural: str | None = None           # an axis's key in a sweep spec
+    cli: bool = True                    # a flag of `hetero run` / `hetero shrink`
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise ``ValueError`` naming the setting and what it accepts."""
+        if value is None:
+            return
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{name} must be one of {', '.join(map(str, self.choices))}, "
+                             f"got {value!r}")
+        if self.lo is None and self.hi is None and not self.integer:
+            return
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or (self.integer and float(value) != int(value)) or value != value:
+            raise ValueError(f"{name} must be {self.accepted()}, got {value!r}")
+        low_bad = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
+        if low_bad or (self.hi is not None and value > self.hi):
+            raise ValueError(f"{name} must be {self.accepted()}, got {value!r}")
+
+    def accepted(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        if self.lo is not None and self.hi is not None:
+            return f"{kind} in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}]"
+        if self.lo is not None:
+            return f"{kind} {'>' if self.lo_open else '>='} {self.lo:g}"
+        return kind
+
+
+def setting(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field carrying its :class:`Setting`."""
+    return field(default=default, metadata={"setting": Setting(help, **kw)})
+
+
+def declared(cls: type) -> dict[str, Setting]:
+    """Every field of dataclass ``cls`` declared with :func:`setting`, in field order."""
+    return {f.name: f.metadata["setting"] for f in fields(cls) if "setting" in f.metadata}
+
+
+def check_declared(obj: Any, *, skip: tuple[str, ...] = ()) -> None:
+    """Check every declared field of ``obj`` against its range (``ValueError`` names it)."""
+    for name, s in declared(type(obj)).items():
+        if name not in skip:
+            s.check(name, getattr(obj, name))

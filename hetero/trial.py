@@ -1,0 +1,130 @@
+"""One typed spec for a trial: every setting once, with its help, its range and how sweeps use it.
+
+:class:`TrialSpec` is the single owner of a trial's hyperparameters. Each field is declared with
+:func:`setting`, and everything else is derived from those declarations:
+
+- the ``hetero run`` / ``hetero shrink`` flags (:func:`hetero.cli` reads :func:`settings`);
+- the sweep spec's ``space:`` schema (``sweeps.spec``): ``axis`` settings are searched lists under
+  their plural name (``width_mults: [1.5, 2.0]``), ``fixed`` ones take one value per sweep;
+- the MLflow params of every trial and the columns analysis reads (:func:`params_of`).
+
+Adding a hyperparameter is one field here plus the code that uses it. This module imports only
+the standard library (analysis reads it without torch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+from hetero.dataset_info import DATASETS
+from hetero.protocol import TrainProtocol, from_known_keys
+from hetero.settings import Setting, declared, setting
+
+__all__ = ["TrialSpec", "settings", "axes", "params_of", "INITS",
+           "DHP_SCORES", "TARGET_METRICS", "MAX_WIDTH_MULT"]
+
+INITS = ("fresh", "inherit", "hyper")
+DHP_SCORES = ("grad", "latent")
+TARGET_METRICS = ("flops", "params")
+# Wider than this is a typo, not an experiment (a 2x ResNet-50 already has ~100 M parameters).
+MAX_WIDTH_MULT = 16.0
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything one trial needs. ``target`` is a fraction of the width-1.0 baseline's cost."""
+
+    model: str = setting("resnet20", "family or short name (see `hetero models`), "
+                         "torchvision:NAME, or package.module:callable")
+    variant: str | None = setting(None, "family variant, e.g. depth 56 of resnet_cifar; default: "
+                                  "picked by the input size")
+    dataset: str = setting("digits", "bundled digits (default) or a folder dataset",
+                           choices=DATASETS)
+    data_dir: str | None = setting(None, "dataset folder (cifar, tinyimagenet, imagefolder, "
+                                   "imagenet)")
+    download: bool = setting(False, "let torchvision download CIFAR", cli=True)
+    baseline: bool = setting(False, "train the uniform network at --width-mult instead",
+                             cli=False)
+    width_mult: float = setting(2.0, "widening multiplier beta", lo=0, hi=MAX_WIDTH_MULT,
+                                lo_open=True, sweep="axis", plural="width_mults")
+    target: float = setting(1.0, "cost target as a fraction of the width-1.0 baseline's",
+                            lo=0, hi=MAX_WIDTH_MULT ** 2, lo_open=True, sweep="axis",
+                            plural="targets")
+    target_metric: str = setting("flops", "what the target counts", choices=TARGET_METRICS,
+                                 sweep="fixed")
+    criterion: str = setting("dhp", "channel score: dhp | gate | bn | l1", sweep="axis",
+                             plural="criteria")
+    remain_ratio: float = setting(0.4, "rho: every unit keeps at least this share of its "
+                                  "widened channels", lo=0, hi=1, lo_open=True, sweep="axis",
+                                  plural="remain_ratios")
+    linear_ratio: float = setting(0.45, "tau: the floor of every unit the classifier reads; 1.0 "
+                                  "never prunes it (the reference CIFAR ResNet)", lo=0, hi=1,
+                                  lo_open=True, sweep="axis", plural="linear_ratios")
+    score_batches: int = setting(2, "scoring mini-batches (the reference: 2)", lo=1,
+                                 integer=True, sweep="fixed")
+    divisor: int = setting(1, "round derived widths to a multiple of this", lo=1, integer=True,
+                           sweep="fixed")
+    init: str = setting("fresh", "the derived network's starting weights: fresh (the paper's "
+                        "'from scratch'), inherit (the scored wide network's kept weights), "
+                        "hyper (dhp: generated from the kept latents, as the reference code)",
+                        choices=INITS, sweep="fixed")
+    dhp_score: str = setting("grad", "dhp: rank by |dL/dz| (grad, the paper's text) or |z| "
+                             "(latent, the released ResNet-50 code)", choices=DHP_SCORES,
+                             sweep="fixed")
+    embedding_dim: int = setting(8, "dhp hypernetwork embedding size m (reference 8; its "
+                                 "ImageNet runs use 2)", lo=1, integer=True, sweep="fixed")
+    seed: int = setting(0, "seed of the scoring batches, init and data order", lo=0,
+                        integer=True, sweep="axis", plural="seeds")
+    data_fraction: float = setting(1.0, "fraction of the training split to use", lo=0,
+                                   hi=1, lo_open=True, sweep="axis", plural="data_fractions")
+    protocol: TrainProtocol = field(default_factory=TrainProtocol)
+    options: dict[str, Any] = field(default_factory=dict)  # family options, e.g. shortcut
+
+    def __post_init__(self) -> None:
+        if isinstance(self.protocol, dict):
+            object.__setattr__(self, "protocol", TrainProtocol.from_dict(self.protocol))
+        for f, s in settings().items():
+            if not (f == "target" and self.baseline):
+                s.check(f, getattr(self, f))
+        if self.init == "hyper" and self.criterion != "dhp" and not self.baseline:
+            raise ValueError("init 'hyper' takes the weights the dhp hypernetwork generates: use "
+                             "criterion dhp, or init fresh / inherit")
+
+    @property
+    def kind(self) -> str:
+        return "baseline" if self.baseline else "lwdna"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["protocol"] = self.protocol.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
+        return from_known_keys(cls, data, "trial")
+
+
+def settings() -> dict[str, Setting]:
+    """Every declared setting of :class:`TrialSpec`, in field order."""
+    return declared(TrialSpec)
+
+
+def defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in fields(TrialSpec) if f.default is not MISSING}
+
+
+def axes() -> dict[str, str]:
+    """Searched settings: field name -> its plural key in a sweep spec, in enumeration order."""
+    return {name: s.plural for name, s in settings().items() if s.sweep == "axis"}
+
+
+def params_of(spec: TrialSpec | Mapping[str, Any]) -> dict[str, Any]:
+    """The trial's settings as flat MLflow params: every setting under its own name, the
+    protocol's under ``protocol.<name>``, family options under ``option.<name>``."""
+    data = spec.to_dict() if isinstance(spec, TrialSpec) else dict(spec)
+    out = {name: data[name] for name in settings() if name in data}
+    out.update({f"protocol.{k}": v for k, v in data.get("protocol", {}).items()})
+    out.update({f"option.{k}": v for k, v in data.get("options", {}).items()})
+    return out
