@@ -30,19 +30,29 @@ from typing import Any
 import yaml
 
 from sweeps import keys
-from sweeps.spec import SweepSpec, base_config, check_spec
+from sweeps.spec import (
+    NAME_PATTERN,
+    SpecError,
+    SweepSpec,
+    base_config,
+    check_dataset,
+    check_spec,
+)
 from sweeps.spec import smoke_test as make_smoke_spec
 from sweeps.tracking import (
     FAILED,
     FINISHED,
     KILLED,
     RUNNING,
+    TrackingError,
     TrialTracking,
     artifact_location,
     check_tracking,
     child_runs,
+    close_stale_runs,
     ensure_experiment,
     finish_parent_run,
+    is_loopback_uri,
     is_sqlite,
     mark_child_run,
     open_parent_run,
@@ -50,7 +60,7 @@ from sweeps.tracking import (
 )
 from sweeps.trainable import TrialContext, thread_count, train_trial, trial_dirname, trial_name
 
-__all__ = ["run_sweep", "SweepResults", "TrialOutcome", "ray_session"]
+__all__ = ["run_sweep", "SweepResults", "TrialOutcome", "SweepInterrupted", "ray_session"]
 
 # Keeps a local Ray from reserving 30 % of the machine's memory for objects we never store.
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
@@ -64,6 +74,7 @@ class TrialOutcome:
     metrics: dict[str, Any]         # the last report
     error: str | None = None
     stopped_early: bool = False
+    interrupted: bool = False       # cut short by Ctrl-C: --resume finishes it
 
     @property
     def kind(self) -> str:
@@ -71,8 +82,20 @@ class TrialOutcome:
 
     @property
     def finished(self) -> bool:
-        return (self.error is None and not self.stopped_early
+        return (self.error is None and not self.stopped_early and not self.interrupted
                 and keys.METRIC_ACCURACY in self.metrics)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM stopped the sweep; ``resume_hint`` says how to go on."""
+
+    def __init__(self, sweep: str, outcomes: list[TrialOutcome] | None = None) -> None:
+        super().__init__(sweep)
+        self.sweep, self.outcomes = sweep, outcomes or []
+
+    @property
+    def resume_hint(self) -> str:
+        return f"--resume --name {self.sweep}"
 
 
 @dataclass
@@ -106,6 +129,8 @@ class SweepResults:
                   f"{sum(t.error is not None for t in self.trials)} failed")
         lines = [f"Sweep {self.name}: {len(self.trials)} trials ({counts}) in "
                  f"{self.wall_seconds:.0f} s.",
+                 *(f"  failed: {_describe(t.hp)}: {_last_line(t.error)}"
+                   for t in self.trials if t.error is not None),
                  "Best points (Pareto front of accuracy vs FLOPs; early-stopped trials left out):",
                  f"  {'kind':<9}{'accuracy':>9}{'flops_ratio':>13}  config"]
         for t in self.pareto():
@@ -125,6 +150,12 @@ def _describe(hp: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in hp.items() if k != "kind")
 
 
+def _last_line(error: str) -> str:
+    # Ray wraps a trial's exception in a multi-line traceback; its last line is the message.
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else error
+
+
 # ---------------------------------------------------------------------------------- entry point
 def run_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: str | None = None,
               resume: bool = False, name: str | None = None,
@@ -141,23 +172,47 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: str 
     if smoke_test:
         spec = make_smoke_spec(spec)
         check_spec(spec)
+    requested = check_sweep_name(name or spec.name)
+    check_dataset(spec)   # a missing data folder would fail every trial, twice
     uri = resolve_tracking_uri(tracking_uri or spec.tracking.uri)
-    check_tracking(uri)   # before anything starts: a dead store would fail every trial
     storage = _storage_path(spec.storage)
-    sweep = _sweep_name(storage, name or spec.name, resume)
-    results = _run_tracked(spec, sweep, uri, storage, address=address, resume=resume)
+    if resume:   # before any store is opened or anything started: nothing to change yet
+        _check_resumable(storage, requested)
+    check_tracking(uri)   # before anything starts: a dead store would fail every trial
+    sweep = _sweep_name(storage, requested, resume)
+    try:
+        results = _run_tracked(spec, sweep, uri, storage, address=address, resume=resume,
+                               requested=requested)
+    except SweepInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise SweepInterrupted(sweep) from None
     results.wall_seconds = time.perf_counter() - start
     print(results.summary(), flush=True)
     return results
 
 
 def _run_tracked(spec: SweepSpec, sweep: str, uri: str, storage: str, *, address: str | None,
-                 resume: bool) -> SweepResults:
+                 resume: bool, requested: str) -> SweepResults:
+    # Ray first: whether the tracking URI reaches every node is known only once Ray is up, and
+    # a URI that does not must be refused before any run is recorded.
+    with ray_session(address) as ray_seconds:
+        _check_cluster_tracking(uri, spec, address)
+        results = _run_with_parent(spec, sweep, uri, storage, address=address, resume=resume,
+                                   requested=requested)
+    results.ray_seconds = ray_seconds
+    return results
+
+
+def _run_with_parent(spec: SweepSpec, sweep: str, uri: str, storage: str, *,
+                     address: str | None, resume: bool, requested: str) -> SweepResults:
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
     location = artifact_location(uri, spec.experiment)
     experiment_id = ensure_experiment(client, spec.experiment, location)
+    if not resume:
+        close_stale_runs(client, experiment_id, requested)
     spec_yaml = yaml.safe_dump(spec.to_dict(), sort_keys=False)
     parent = open_parent_run(client, experiment_id, sweep=sweep, spec_yaml=spec_yaml,
                              resume=resume)
@@ -166,21 +221,45 @@ def _run_tracked(spec: SweepSpec, sweep: str, uri: str, storage: str, *, address
     try:
         with _trial_tracking_uri(uri, spec, address) as trial_uri:
             context = _context(spec, tracking, trial_uri, storage)
-            with ray_session(address) as ray_seconds:
-                results.ray_seconds = ray_seconds
-                results.trials, results.tune_seconds = _run_experiments(spec, context, storage,
-                                                                        resume)
+            results.trials, results.tune_seconds = _run_experiments(spec, context, storage,
+                                                                    resume)
         _reconcile(client, tracking, results.trials)
+    except SweepInterrupted as exc:
+        _reconcile(client, tracking, exc.outcomes)
+        finish_parent_run(client, parent, KILLED)
+        raise
     except BaseException as exc:
+        _reconcile(client, tracking, [])
         finish_parent_run(client, parent, KILLED if isinstance(exc, KeyboardInterrupt) else FAILED)
         raise
-    finish_parent_run(client, parent, FINISHED)
+    finish_parent_run(client, parent, _sweep_status(results.trials))
     return results
+
+
+def _sweep_status(trials: list[TrialOutcome]) -> str:
+    # A sweep in which no trial produced a result did not happen: the UI must not show success.
+    failed = trials and all(t.error is not None for t in trials)
+    return FAILED if failed else FINISHED
 
 
 def _storage_path(storage: str) -> str:
     # Trials run in their own folders: a relative path must become absolute on the driver.
     return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+
+
+def check_sweep_name(name: str) -> str:
+    """The sweep name becomes a folder under the storage path: no separators, no '..'."""
+    if not NAME_PATTERN.match(name):
+        raise SpecError(f"sweep name {name!r} must be letters, digits, '_', '.' or '-' (starting "
+                        "with a letter or digit): it names a folder under the storage path; "
+                        "pass another --name")
+    return name
+
+
+def _check_resumable(storage: str, sweep: str) -> None:
+    if not any(_restorable(storage, n) for n in (sweep, f"{sweep}-baselines")):
+        raise FileNotFoundError(f"nothing to resume: no Tune experiment {sweep!r} under {storage}"
+                                "; run without --resume (or check --name and the spec's storage)")
 
 
 def _sweep_name(storage: str, requested: str, resume: bool) -> str:
@@ -209,6 +288,22 @@ def _trial_tracking_uri(uri: str, spec: SweepSpec, address: str | None) -> Itera
               "multi-machine cluster pass --tracking-uri http://HEAD:PORT instead", flush=True)
     with MlflowServer(uri) as server:
         yield server.url
+
+
+def _check_cluster_tracking(uri: str, spec: SweepSpec, address: str | None) -> None:
+    """Refuse a store that trials on other nodes cannot reach (they would fail or log apart)."""
+    if address is None:
+        return
+    import ray
+
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    local_server = is_sqlite(uri) and spec.resources.max_concurrent != 1
+    if nodes > 1 and (is_loopback_uri(uri) or local_server):
+        raise TrackingError(
+            f"the Ray cluster has {nodes} nodes, but trials on worker nodes cannot reach the "
+            f"tracking store {uri} (it is local to this machine): start `mlflow server --host "
+            "<head's private IP>` on the head and pass --tracking-uri http://<head's private "
+            "IP>:5000")
 
 
 @contextmanager
@@ -338,13 +433,13 @@ def _trainable(spec: SweepSpec, context: TrialContext):
 def _run_experiments(spec: SweepSpec, context: TrialContext, storage: str,
                      resume: bool) -> tuple[list[TrialOutcome], float]:
     plans = _plans(spec, context.tracking.sweep)
-    if resume and not any(_restorable(storage, p.name) for p in plans):
-        raise FileNotFoundError(f"nothing to resume: no Tune experiment {context.tracking.sweep!r}"
-                                f" under {storage}; run without --resume (or check --name)")
     outcomes, start = [], time.perf_counter()
     for plan in plans:
         grid = _tuner(spec, plan, context, storage, resume).fit()
-        outcomes += [_outcome(result, spec.protocol.epochs) for result in grid]
+        outcomes += _outcomes(grid, spec.protocol.epochs)
+        # Tune catches SIGINT itself and returns normally, leaving the cut trials unfinished.
+        if any(t.interrupted for t in outcomes):
+            raise SweepInterrupted(context.tracking.sweep, outcomes)
     return outcomes, time.perf_counter() - start
 
 
@@ -375,20 +470,33 @@ def _tuner(spec: SweepSpec, plan: _Plan, context: TrialContext, storage: str, re
                       run_config=run_config)
 
 
-def _outcome(result, epochs: int) -> TrialOutcome:
+def _outcomes(grid, epochs: int) -> list[TrialOutcome]:
+    # The grid's results come in the order of Tune's trials, whose status tells a trial that a
+    # scheduler stopped (TERMINATED) from one an interrupt cut short (RUNNING, PENDING, PAUSED).
+    trials = grid._experiment_analysis.trials
+    return [_outcome(result, epochs, trial.trial_id, trial.status)
+            for result, trial in zip(grid, trials, strict=True)]
+
+
+def _outcome(result, epochs: int, trial_id: str, status: str) -> TrialOutcome:
     metrics = dict(result.metrics or {})
     error = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
-    early = error is None and int(metrics.get(keys.METRIC_EPOCH, epochs)) < epochs
-    return TrialOutcome(str(metrics.get("trial_id", "?")), dict(result.config.get("hp", {})),
-                        metrics, error, early)
+    interrupted = error is None and status not in ("TERMINATED", "ERROR")
+    early = (error is None and not interrupted
+             and int(metrics.get(keys.METRIC_EPOCH, epochs)) < epochs)
+    return TrialOutcome(trial_id, dict(result.config.get("hp", {})), metrics, error, early,
+                        interrupted)
 
 
 def _reconcile(client, tracking: TrialTracking, outcomes: list[TrialOutcome]) -> None:
-    """Fix up child runs a worker could not close itself (stopped early, or killed)."""
+    """Fix up child runs a worker could not close itself (stopped early, interrupted, killed)."""
     for outcome in outcomes:
         if outcome.stopped_early:
             mark_child_run(client, tracking, outcome.trial_id, status=FINISHED,
                            stopped_early=True)
+        elif outcome.interrupted:  # its worker may have closed it as if a scheduler stopped it
+            mark_child_run(client, tracking, outcome.trial_id, status=KILLED,
+                           stopped_early=False)
     for run in child_runs(client, tracking):
         if run.info.status == RUNNING:
             client.set_terminated(run.info.run_id, KILLED)  # an attempt whose process died

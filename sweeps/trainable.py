@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hetero.errors import TrainingDiverged
 from sweeps import keys
 from sweeps.tracking import FAILED, FINISHED, TrialRun, TrialTracking
 
@@ -180,6 +181,7 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     _prepare_worker(context)
     spec = trial_spec(context, config["hp"])
     run = _open_run(context, config["hp"], spec)
+    _fail_again_if_diverged(run)
     reporter = EpochReporter(run, context, spec)
     restored = _restored_checkpoint()
     try:
@@ -187,6 +189,9 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     except SystemExit:
         # Tune stops a trial (e.g. ASHA) by raising SystemExit inside tune.report.
         run.end(FINISHED, stopped_early=True)
+        raise
+    except TrainingDiverged as exc:
+        run.fail(str(exc))
         raise
     except BaseException:
         run.end(FAILED)
@@ -200,6 +205,15 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     # for that must propagate (swallowed, the trial's thread would never end).
     reporter.report({**reporter.last_metrics, **final, keys.METRIC_EPOCH: result.epochs},
                     reporter.last_checkpoint or restored)
+
+
+def _fail_again_if_diverged(run: TrialRun) -> None:
+    # Training is deterministic: a retry (or --resume) of a diverged trial would spend its epochs
+    # diverging again. Tune retries every error, so the retry ends at once with the same reason.
+    reason = run.previous_tags.get(keys.TAG_FAILURE)
+    if reason:
+        run.end(FAILED)
+        raise TrainingDiverged(reason)
 
 
 def _open_run(context: TrialContext, hp: dict[str, Any], spec) -> TrialRun:
