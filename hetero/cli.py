@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from hetero.dataset_info import DATASET_SHAPES, DATASETS
+from hetero.errors import TrainingDiverged
 
 
 class CliError(Exception):
@@ -49,6 +51,58 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--download", action="store_true", help="let torchvision download CIFAR")
     p.add_argument("--data-fraction", type=float, default=1.0,
                    help="fraction of the training split to use (default 1.0)")
+
+
+# Accepted ranges of numeric flags: (low, high, low included). One table, checked before any
+# command runs, so a bad number is one line instead of a traceback (or a huge allocation).
+RANGES = {"width_mult": (0, 8, False), "target": (0, 8, False), "remain_ratio": (0, 1, False),
+          "linear_ratio": (0, 1, False), "data_fraction": (0, 1, False),
+          "divisor": (1, 1024, True), "score_batches": (1, 10_000, True),
+          "epochs": (1, 100_000, True), "batch_size": (1, 1_000_000, True),
+          "lr": (0, 100, False), "weight_decay": (0, 1, True), "warmup_epochs": (0, 100_000, True),
+          "label_smoothing": (0, 1, True), "kd_weight": (0, 1, True)}
+DEVICES = "auto, cpu, cuda or cuda:N"
+
+
+def _check_ranges(args: argparse.Namespace) -> None:
+    for name, (low, high, closed) in RANGES.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if not ((low <= value if closed else low < value) and value <= high):
+            bounds = f"{'[' if closed else '('}{low:g}, {high:g}]"
+            raise CliError(f"--{name.replace('_', '-')} {value:g} is out of range: pass a value "
+                           f"in {bounds}")
+    device = getattr(args, "device", None)
+    if device is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise CliError(f"--device {device!r} is not supported: pass {DEVICES}")
+
+
+def _device(spec: str | None):
+    """The torch device, or a one-line error when it is not there (e.g. cuda without a GPU)."""
+    from hetero.train import resolve_device
+
+    try:
+        return resolve_device(spec or "auto")
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _load_config(path: str):
+    """A channel-configuration JSON, or a one-line error naming the file."""
+    from hetero.config import ChannelConfig
+
+    try:
+        return ChannelConfig.load(path)
+    except FileNotFoundError:
+        raise CliError(f"--config {path} does not exist: pass the path of an LW-DNA JSON "
+                       "file") from None
+    except IsADirectoryError:
+        raise CliError(f"--config {path} is a folder: pass an LW-DNA JSON file (e.g. "
+                       "lwdna.json written by hetero run)") from None
+    except (ValueError, KeyError, TypeError) as exc:  # JSON, UTF-8 or field errors
+        raise CliError(f"--config {path} is not a valid channel configuration ({exc}): pass "
+                       "an LW-DNA JSON written by hetero shrink/run") from None
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -98,13 +152,24 @@ def _shape_for(dataset: str, data_dir: str | None) -> tuple[int, int, int]:
     return dataset_shape(dataset, data_dir)
 
 
+def _check_config_model(config, args: argparse.Namespace) -> None:
+    from hetero.models.registry import resolve_model
+
+    family, _ = resolve_model(args.model, args.variant, config.input_size)
+    if family != config.family:
+        raise CliError(f"--config {args.config} is a {config.family} configuration, but the "
+                       f"model is {args.model} ({family}): pass the model the configuration "
+                       f"was made for ({config.family})")
+
+
 def cmd_complexity(args: argparse.Namespace) -> int:
     from hetero.complexity import complexity
-    from hetero.config import ChannelConfig, uniform
+    from hetero.config import uniform
     from hetero.models.registry import resolve_model
 
     if args.config:
-        config = ChannelConfig.load(args.config)
+        config = _load_config(args.config)
+        _check_config_model(config, args)
     else:
         in_ch, size, classes = _shape_for(args.dataset, args.data_dir)
         family, variant = resolve_model(args.model, args.variant, size)
@@ -154,10 +219,9 @@ def _spec(args: argparse.Namespace, *, baseline: bool = False):
 def cmd_shrink(args: argparse.Namespace) -> int:
     from hetero.data import load_dataset
     from hetero.method import derive
-    from hetero.train import resolve_device
 
     spec = _spec(args)
-    device = resolve_device(spec.protocol.device)
+    device = _device(spec.protocol.device)
     data = load_dataset(spec.dataset, spec.data_dir, download=spec.download,
                         fraction=spec.data_fraction, seed=spec.seed, device=device)
     summary = derive(spec, data, device=device).summary()
@@ -194,20 +258,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.width_mult is None:
         args.width_mult = 1.0 if args.baseline else 2.0
     spec = _spec(args, baseline=args.baseline)
+    _device(spec.protocol.device)
     out = Path(args.out or f"runs/{spec.model}_{spec.kind}_w{spec.width_mult:g}_s{spec.seed}")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} is a file: pass a folder for the run's outputs")
     checkpoint_path = out / "checkpoint.pt"
     checkpoint = None
     if args.resume and checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, weights_only=False)
+        # Tensors and plain data only: a planted pickle cannot run code when it is loaded.
+        checkpoint = torch.load(checkpoint_path, weights_only=True)
         print(f"resuming from {checkpoint_path}", file=sys.stderr)
 
     def on_epoch(metrics: dict[str, Any], state: dict[str, Any]) -> None:
+        out.mkdir(parents=True, exist_ok=True)  # only once there is something to keep
         torch.save(state, checkpoint_path)
         if not args.quiet:
             _print_epoch(metrics, spec.protocol.epochs)
 
     result = run_trial(spec, on_epoch=on_epoch, checkpoint=checkpoint)
+    out.mkdir(parents=True, exist_ok=True)
     result.config.save(out / "lwdna.json")
     (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     if args.json:
@@ -316,12 +385,18 @@ def main(argv: list[str] | None = None) -> int:
     _attach_delegated(parser, argv)
     args = parser.parse_args(argv)
     try:
+        _check_ranges(args)
         return int(args.func(args) or 0)
     except (CliError, ValueError, FileNotFoundError) as exc:
         if os.environ.get("HETERO_DEBUG"):
             raise
         print(f"hetero {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingDiverged as exc:  # the run failed (exit 1), not the command line
+        if os.environ.get("HETERO_DEBUG"):
+            raise
+        print(f"hetero {args.command}: failed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -25,7 +25,7 @@ __all__ = ["TrackingError", "TrialTracking", "TrialRun", "default_tracking_uri",
            "resolve_tracking_uri", "is_sqlite", "sqlite_path", "check_tracking",
            "artifact_location", "ensure_experiment", "open_parent_run", "finish_parent_run",
            "find_child_run", "child_runs", "mark_child_run", "git_commit", "is_loopback_uri",
-           "close_stale_runs"]
+           "close_stale_runs", "tracking_uri_problem"]
 
 DEFAULT_DB = "mlflow.db"
 RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
@@ -85,15 +85,25 @@ def artifact_location(uri: str, experiment: str) -> str | None:
 
 
 def _check_scheme(uri: str) -> None:
-    # MLflow would take sqlite://x (two slashes) as a database host, and an unknown scheme
-    # fails deep inside the first trial: refuse both before anything starts.
+    problem = tracking_uri_problem(uri)
+    if problem:
+        raise TrackingError(problem)
+
+
+def tracking_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot be a tracking store (None if it may be); the sweep and the analysis
+    both ask this before they touch anything.
+
+    MLflow would take sqlite://x (two slashes) as a database host, and an unknown scheme fails
+    deep inside the first trial.
+    """
     if uri.startswith("sqlite:") and not is_sqlite(uri):
-        raise TrackingError(f"tracking URI {uri!r}: an SQLite URI has three slashes before a "
-                            f"relative path (sqlite:///mlflow.db) or four before an absolute one "
-                            "(sqlite:////abs/mlflow.db)")
+        return (f"tracking URI {uri!r}: an SQLite URI has three slashes before a relative path "
+                "(sqlite:///mlflow.db) or four before an absolute one (sqlite:////abs/mlflow.db)")
     if not uri.startswith(("sqlite:///", "http://", "https://", "databricks")):
-        raise TrackingError(f"tracking URI {uri!r} is not supported: pass sqlite:///PATH.db or "
-                            "http(s)://HOST:PORT of an mlflow server")
+        return (f"tracking URI {uri!r} is not supported: pass sqlite:///PATH.db or "
+                "http(s)://HOST:PORT of an mlflow server")
+    return None
 
 
 # ------------------------------------------------------------------------------ reachability
