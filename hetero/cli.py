@@ -59,7 +59,7 @@ RANGES = {"width_mult": (0, 8, False), "target": (0, 8, False), "remain_ratio": 
           "linear_ratio": (0, 1, False), "data_fraction": (0, 1, False),
           "divisor": (1, 1024, True), "score_batches": (1, 10_000, True),
           "epochs": (1, 100_000, True), "batch_size": (1, 1_000_000, True),
-          "lr": (0, 100, False), "weight_decay": (0, 1, True), "warmup_epochs": (0, 100_000, True),
+          "lr": (0, 1e6, False), "weight_decay": (0, 1, True), "warmup_epochs": (0, 100_000, True),
           "label_smoothing": (0, 1, True), "kd_weight": (0, 1, True)}
 DEVICES = "auto, cpu, cuda or cuda:N"
 

@@ -18,7 +18,6 @@ share one MLflow parent run.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,6 +64,7 @@ __all__ = ["run_sweep", "SweepResults", "TrialOutcome", "SweepInterrupted", "ray
 # Keeps a local Ray from reserving 30 % of the machine's memory for objects we never store.
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
 LOCAL_NODE_IP_ENV = "HETERO_RAY_NODE_IP"
+CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"   # read by Ray: False keeps 127.0.0.1 as is
 
 
 @dataclass
@@ -308,26 +308,58 @@ def _check_cluster_tracking(uri: str, spec: SweepSpec, address: str | None) -> N
 
 @contextmanager
 def ray_session(address: str | None = None, **init_kwargs: Any) -> Iterator[float]:
-    """Ray for the sweep's duration: yields the seconds ``ray.init`` took (0 if already up)."""
+    """Ray for the sweep's duration: yields the seconds ``ray.init`` took (0 if already up).
+
+    Whatever way the block is left (an error, Ctrl-C, SIGTERM turned into KeyboardInterrupt by
+    the CLI), a Ray this started is shut down, its GCS, raylet, agents and workers with it.
+    """
     import ray
 
     if ray.is_initialized():
         yield 0.0
         return
-    if address is None:
-        # "local": never attach to some other `ray start` cluster on this machine by accident.
-        init_kwargs = {"address": "local", "include_dashboard": False,
-                       "object_store_memory": LOCAL_OBJECT_STORE_BYTES,
-                       **_local_node_ip(), **init_kwargs}
-    else:
-        _token_auth_for_clusters()
-        init_kwargs = {"address": address, **init_kwargs}
-    start = time.perf_counter()
-    ray.init(**init_kwargs)
+    with _loopback_only(address is None and LOCAL_NODE_IP_ENV not in os.environ):
+        if address is None:
+            # "local": never attach to some other `ray start` cluster on this machine by accident.
+            init_kwargs = {"address": "local", "include_dashboard": False,
+                           "object_store_memory": LOCAL_OBJECT_STORE_BYTES,
+                           **_local_node_ip(), **init_kwargs}
+        else:
+            _token_auth_for_clusters()
+            init_kwargs = {"address": address, **init_kwargs}
+        start = time.perf_counter()
+        ray.init(**init_kwargs)
+        try:
+            yield time.perf_counter() - start
+        finally:
+            ray.shutdown()
+
+
+@contextmanager
+def _loopback_only(enabled: bool) -> Iterator[None]:
+    """A private Ray that listens on 127.0.0.1 only.
+
+    Ray's gRPC servers (GCS, raylet, workers) bind every interface unless the node address is
+    exactly 127.0.0.1, and on Linux Ray swaps 127.0.0.1 for the machine's external address
+    unless it believes multi-node clusters are off (its Windows/macOS default). A private Ray
+    needs no cluster: turn that off while it starts, for this process and the ones it spawns.
+    """
+    if not enabled:
+        yield
+        return
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(CLUSTER_ENV)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[CLUSTER_ENV] = "0"
     try:
-        yield time.perf_counter() - start
+        yield
     finally:
-        ray.shutdown()
+        ray_constants.ENABLE_RAY_CLUSTER = saved[0]
+        if saved[1] is None:
+            os.environ.pop(CLUSTER_ENV, None)
+        else:
+            os.environ[CLUSTER_ENV] = saved[1]
 
 
 def _token_auth_for_clusters() -> None:
@@ -342,10 +374,9 @@ def _token_auth_for_clusters() -> None:
 
 
 def _local_node_ip() -> dict[str, str]:
-    # A private Ray needs no address outside the machine. Ray swaps 127.0.0.1 for the external
-    # address, so on Linux (where all of 127/8 is loopback) it gets 127.0.0.2 unless
-    # HETERO_RAY_NODE_IP says otherwise (empty: Ray's own choice).
-    ip = os.environ.get(LOCAL_NODE_IP_ENV, "127.0.0.2" if sys.platform == "linux" else "")
+    # 127.0.0.1 (loopback only, see _loopback_only) unless HETERO_RAY_NODE_IP names another
+    # address (empty: Ray's own choice, the machine's external address).
+    ip = os.environ.get(LOCAL_NODE_IP_ENV, "127.0.0.1")
     return {"_node_ip_address": ip} if ip else {}
 
 
@@ -360,16 +391,22 @@ def _context(spec: SweepSpec, tracking: TrialTracking, trial_uri: str,
              "score_batches": spec.space.score_batches, "divisor": spec.space.divisor,
              "inherit": spec.space.inherit, "protocol": spec.protocol}
     varying = tuple(d for d in spec.space.DIMENSIONS if len(spec.space.values(d)) > 1)
-    failing = spec.testing.fail_first_attempt
-    fail_kinds = ((keys.KIND_LWDNA, keys.KIND_BASELINE) if failing is True
-                  else (failing,) if failing else ())
+    fail_kinds = _testing_kinds(spec.testing.fail_first_attempt)
     marker_dir = f"{storage}/.hetero-testing/{tracking.sweep}" if fail_kinds else None
     trial_tracking = TrialTracking(trial_uri, tracking.experiment_id, tracking.parent_run_id,
                                    tracking.sweep)
     return TrialContext(fixed=fixed, tracking=trial_tracking, model_label=spec.model.name,
                         family=base.family, variant=base.variant, varying=varying,
                         threads=thread_count(spec.resources.cpus), fail_marker_dir=marker_dir,
-                        fail_kinds=fail_kinds)
+                        fail_kinds=fail_kinds,
+                        diverge_kinds=_testing_kinds(spec.testing.diverge))
+
+
+def _testing_kinds(setting: bool | str) -> tuple[str, ...]:
+    """The trial kinds a testing hook applies to (true: all)."""
+    if setting is True:
+        return (keys.KIND_LWDNA, keys.KIND_BASELINE)
+    return (setting,) if setting else ()
 
 
 # ---------------------------------------------------------------------------------- Tune

@@ -110,6 +110,8 @@ class TrackingSpec:
 class TestingSpec:
     # Trials of this kind (all: true) raise once, right after their first checkpoint.
     fail_first_attempt: bool | str = False
+    # Trials of this kind (all: true) train with a learning rate no network survives (NaN loss).
+    diverge: bool | str = False
 
 
 @dataclass(frozen=True)
@@ -286,10 +288,13 @@ RESOURCE_SCHEMA: dict[str, Validator] = {
 }
 # The experiment name also names the artifact folder of an SQLite store: a name, never a path.
 TRACKING_SCHEMA: dict[str, Validator] = {"uri": _optional(_text), "experiment": _optional(_name)}
-TESTING_SCHEMA: dict[str, Validator] = {
-    "fail_first_attempt": lambda path, v: (
-        v if isinstance(v, bool) else _one_of(keys.KIND_LWDNA, keys.KIND_BASELINE)(path, v)),
-}
+def _kinds_flag(path: str, value: Any) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    return _one_of(keys.KIND_LWDNA, keys.KIND_BASELINE)(path, value)
+
+
+TESTING_SCHEMA: dict[str, Validator] = {"fail_first_attempt": _kinds_flag, "diverge": _kinds_flag}
 MODEL_SCHEMA: dict[str, Validator] = {
     "name": _text,
     "variant": _optional(lambda path, v: str(_number(1, integer=True)(path, v))

@@ -22,6 +22,7 @@ __all__ = ["TrialContext", "train_trial", "trial_spec", "run_name", "trial_name"
            "CHECKPOINT_FILE"]
 
 CHECKPOINT_FILE = "trial.pt"
+DIVERGING_LR = 1e6   # testing hook spec.testing.diverge: the loss is NaN within the first epoch
 PROGRESS_METRICS = (keys.METRIC_ACCURACY, keys.METRIC_FLOPS_RATIO, keys.METRIC_PARAMS_RATIO,
                     keys.METRIC_EPOCH)
 # The network's cost, which hetero adds to every epoch's metrics (it never changes in a trial).
@@ -46,13 +47,17 @@ class TrialContext:
     threads: int = 1
     fail_marker_dir: str | None = None  # testing hook: fail trials once (see spec.testing)
     fail_kinds: tuple[str, ...] = ()
+    diverge_kinds: tuple[str, ...] = ()  # testing hook: train these with lr 1e6 (spec.testing)
 
 
 def trial_spec(context: TrialContext, hp: dict[str, Any]):
     from hetero.method import TrialSpec
 
     searched = {k: v for k, v in hp.items() if k != "kind"}
-    return TrialSpec(**context.fixed, **searched, baseline=hp["kind"] == keys.KIND_BASELINE)
+    fixed = dict(context.fixed)
+    if hp["kind"] in context.diverge_kinds:
+        fixed["protocol"] = fixed["protocol"].replace(lr=DIVERGING_LR)
+    return TrialSpec(**fixed, **searched, baseline=hp["kind"] == keys.KIND_BASELINE)
 
 
 def run_name(model_label: str, varying: tuple[str, ...], hp: dict[str, Any]) -> str:
