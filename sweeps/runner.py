@@ -473,11 +473,18 @@ def _run_experiments(spec: SweepSpec, context: TrialContext, storage: str,
     outcomes, start = [], time.perf_counter()
     for plan in plans:
         grid = _tuner(spec, plan, context, storage, resume).fit()
-        outcomes += _outcomes(grid, spec.protocol.epochs)
-        # Tune catches SIGINT itself and returns normally, leaving the cut trials unfinished.
-        if any(t.interrupted for t in outcomes):
+        ran = _outcomes(grid, spec.protocol.epochs)
+        outcomes += ran
+        # Tune catches SIGINT itself and returns normally: cut trials, or trials never started.
+        if any(t.interrupted for t in ran) or len(ran) < _planned_trials(plan):
             raise SweepInterrupted(context.tracking.sweep, outcomes)
     return outcomes, time.perf_counter() - start
+
+
+def _planned_trials(plan: _Plan) -> int:
+    hp = plan.param_space["hp"]
+    points = hp.get("grid_search") if isinstance(hp, dict) else None
+    return plan.num_samples * (len(points) if points is not None else 1)
 
 
 def _restorable(storage: str, name: str) -> bool:
@@ -508,10 +515,15 @@ def _tuner(spec: SweepSpec, plan: _Plan, context: TrialContext, storage: str, re
 
 
 def _outcomes(grid, epochs: int) -> list[TrialOutcome]:
-    # The grid's results come in the order of Tune's trials, whose status tells a trial that a
-    # scheduler stopped (TERMINATED) from one an interrupt cut short (RUNNING, PENDING, PAUSED).
+    # The grid's results come in the order of Tune's trials. Their status after fit() is no
+    # help (Tune marks every trial TERMINATED when it shuts down), but the experiment state it
+    # saved just before tells a trial a scheduler stopped (TERMINATED) from one an interrupt cut
+    # short (RUNNING, PENDING, PAUSED): the very state --resume continues from.
+    from ray.tune import ExperimentAnalysis
+
+    saved = {t.trial_id: t.status for t in ExperimentAnalysis(grid.experiment_path).trials}
     trials = grid._experiment_analysis.trials
-    return [_outcome(result, epochs, trial.trial_id, trial.status)
+    return [_outcome(result, epochs, trial.trial_id, saved.get(trial.trial_id, "PENDING"))
             for result, trial in zip(grid, trials, strict=True)]
 
 
