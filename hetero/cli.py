@@ -243,6 +243,20 @@ def cmd_shrink(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    import pickle
+
+    import torch
+
+    try:
+        # Tensors and plain data only: a planted pickle cannot run code when it is loaded.
+        return torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CliError(f"{path} is not a hetero checkpoint of tensors and plain data ({first}): "
+                       "delete it, or drop --resume to start over") from None
+
+
 def _print_epoch(metrics: dict[str, Any], epochs: int) -> None:
     print(f"epoch {metrics['epoch']:>3}/{epochs}  loss {metrics['train_loss']:.4f}  "
           f"train acc {metrics['train_accuracy']:.4f}  test acc {metrics['accuracy']:.4f}  "
@@ -265,8 +279,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     checkpoint_path = out / "checkpoint.pt"
     checkpoint = None
     if args.resume and checkpoint_path.exists():
-        # Tensors and plain data only: a planted pickle cannot run code when it is loaded.
-        checkpoint = torch.load(checkpoint_path, weights_only=True)
+        checkpoint = _load_checkpoint(checkpoint_path)
         print(f"resuming from {checkpoint_path}", file=sys.stderr)
 
     def on_epoch(metrics: dict[str, Any], state: dict[str, Any]) -> None:

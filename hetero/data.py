@@ -246,7 +246,7 @@ def check_data(name: str, data_dir: str | os.PathLike | None = None, *,
 
     Cheap enough to run before a sweep starts: it looks at folders, never decodes an image.
     """
-    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+    if data_dir is not None and not download and not Path(data_dir).expanduser().is_dir():
         raise FileNotFoundError(f"data_dir {os.fspath(data_dir)} does not exist (dataset "
                                 f"{name!r}); pass the folder that holds the data")
     if name in CIFAR_FOLDERS and not download:

@@ -119,8 +119,22 @@ def test_a_diverged_trial_fails_alone_and_stays_out_of_the_report(local_ray, tmp
     assert "1 failed" in (tmp_path / "report" / "summary.md").read_text()
 
 
+def stale_sweep(uri: str, sweep: str) -> tuple[str, str]:
+    """A parent and a child run left RUNNING by a driver that was SIGKILLed."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.create_experiment(sweep)
+    parent = client.create_run(experiment, tags={keys.TAG_KIND: keys.KIND_SWEEP,
+                                                 keys.TAG_SWEEP: sweep})
+    child = client.create_run(experiment, tags={keys.TAG_KIND: keys.KIND_LWDNA,
+                                                keys.TAG_PARENT_RUN_ID: parent.info.run_id})
+    return parent.info.run_id, child.info.run_id
+
+
 def test_a_sweep_whose_trials_all_fail_is_failed_and_exits_non_zero(local_ray, tmp_path,
                                                                      monkeypatch, capsys):
+    """Also: a new sweep of a name whose last driver was killed marks its leftovers KILLED."""
     from mlflow import MlflowClient
 
     from hetero.cli import main
@@ -131,11 +145,15 @@ def test_a_sweep_whose_trials_all_fail_is_failed_and_exits_non_zero(local_ray, t
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     monkeypatch.setenv(TESTING_ENV, "1")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    stale = stale_sweep(uri, "allnan")
     assert main(["sweep", str(tmp_path / "spec.yaml"), "--tracking-uri", uri]) == 1
-    assert "0 finished" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "0 finished" in out and "marked it and its running trials KILLED" in err
     client = MlflowClient(uri)
-    (parent,) = parent_runs(client, client.get_experiment_by_name("allnan").experiment_id)
-    assert parent.info.status == "FAILED"
+    assert [client.get_run(r).info.status for r in stale] == ["KILLED", "KILLED"]
+    parents = parent_runs(client, client.get_experiment_by_name("allnan").experiment_id)
+    new = [p for p in parents if p.info.run_id != stale[0]]
+    assert [p.info.status for p in new] == ["FAILED"]
 
 
 # -------------------------------------------------------------------- Ctrl-C and --resume
