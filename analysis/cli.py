@@ -4,6 +4,7 @@ is imported when the command runs, so building the top-level parser stays light.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from analysis.errors import AnalysisError
@@ -27,17 +28,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not copy the report onto the sweep's parent run")
 
 
+def _check_out(out: str) -> None:
+    # Before the store is read: a file in the way would fail only after all the work.
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise AnalysisError(f"--out {out} is a file: pass a folder for the report (it is "
+                            "created if missing)")
+
+
 def command(args: argparse.Namespace) -> int:
     from analysis.report import create_report  # heavy imports only when the command runs
 
     try:
+        _check_out(args.out)
         report = create_report(experiment=args.experiment, parent_run_id=args.parent_run_id,
                                tracking_uri=args.tracking_uri, out_dir=args.out,
                                log_x=args.log_x, log_to_mlflow=args.log_to_mlflow)
     except AnalysisError as exc:
+        if os.environ.get("HETERO_DEBUG"):
+            raise
         print(f"hetero pareto: error: {exc}", file=sys.stderr)
         return 2
-    print(f"report of sweep {report.sweep.name!r} ({len(report.sweep.trials)} trials) "
+    sweep = report.sweep
+    left_out = (f"; {sweep.n_failed} failed, {sweep.n_unfinished - sweep.n_failed} unfinished "
+                "runs left out" if sweep.n_unfinished else "")
+    print(f"report of sweep {sweep.name!r} ({len(sweep.trials)} finished trials{left_out}) "
           f"written to {args.out}: {', '.join(report.paths)}")
     if report.logged_to_run:
         print(f"logged on MLflow run {report.logged_to_run} under {keys.ARTIFACT_REPORT_DIR}/")

@@ -27,6 +27,7 @@ from mlflow.exceptions import MlflowException
 
 from analysis.errors import AnalysisError
 from sweeps import keys
+from sweeps.tracking import tracking_uri_problem
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # relative: the mlflow.db in the current folder
 
@@ -56,6 +57,8 @@ class Sweep:
     trials: pd.DataFrame
     n_unfinished: int              # child runs skipped because status != FINISHED
     other_parent_run_ids: tuple[str, ...] = ()  # older re-runs of the sweep in the experiment
+    n_failed: int = 0              # of n_unfinished: FAILED (diverged, crashed), never on a front
+    status: str = "FINISHED"       # the parent's: KILLED when the sweep was interrupted
 
 
 def load_sweep(experiment: str | None = None, *, parent_run_id: str | None = None,
@@ -79,7 +82,9 @@ def load_sweep(experiment: str | None = None, *, parent_run_id: str | None = Non
         rows = [_trial_row(run, uri, Path(tmp)) for run in finished]
     return Sweep(uri, exp.name, exp.experiment_id, parent.info.run_id, name, _to_frame(rows),
                  n_unfinished=sum(r.info.status != "FINISHED" for r in children),
-                 other_parent_run_ids=tuple(others))
+                 other_parent_run_ids=tuple(others),
+                 n_failed=sum(r.info.status == "FAILED" for r in children),
+                 status=parent.info.status)
 
 
 def load_trials(experiment: str | None = None, *, parent_run_id: str | None = None,
@@ -124,6 +129,8 @@ def resolve_tracking_uri(tracking_uri: str | None) -> str:
     """The URI to read (argument, else $MLFLOW_TRACKING_URI, else DEFAULT_TRACKING_URI),
     checked first: MLflow would silently create an empty SQLite file or retry an absent server."""
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if problem := tracking_uri_problem(uri):
+        raise AnalysisError(f"{problem} (--tracking-uri)")
     if uri.startswith("sqlite:///"):
         _check_sqlite(uri)
     elif uri.startswith(("http://", "https://")):

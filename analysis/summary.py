@@ -49,7 +49,11 @@ def _overview(sweep: Sweep, front: Front, aggregated: bool) -> str:
              f"- {len(trials)} finished trials ({counts.get(keys.KIND_LWDNA, 0)} LW-DNA, "
              f"{counts.get(keys.KIND_BASELINE, 0)} baseline); {int(trials['stopped_early'].sum())}"
              " stopped early (in trials.csv, not on the front); "
-             f"{sweep.n_unfinished} unfinished runs skipped",
+             f"{sweep.n_failed} failed and {sweep.n_unfinished - sweep.n_failed} interrupted "
+             "or running runs left out of every front and comparison",
+             f"- sweep status: {sweep.status}"
+             + (" (interrupted: finish it with `hetero sweep SPEC --resume --name "
+                f"{sweep.name}`)" if sweep.status == "KILLED" else ""),
              "- seeds: " + ("averaged per setting (mean ± sample std)" if aggregated
                             else "one per setting (no averaging)")]
     if sweep.other_parent_run_ids:

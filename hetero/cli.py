@@ -6,15 +6,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from hetero.dataset_info import DATASET_SHAPES, DATASETS
+from hetero.errors import TrainingDiverged
 
 
 class CliError(Exception):
     """A user error: printed as one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line naming the fix, not the whole usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -87,6 +96,42 @@ def _add_trial_args(p: argparse.ArgumentParser) -> None:
     _add_settings(p, TrialSpec, skip=("model", "variant"))
 
 
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
+
+
+def _check_device(args: argparse.Namespace) -> None:
+    device = getattr(args, "device", None)
+    if device is not None and not re.fullmatch(DEVICE_PATTERN, device):
+        raise CliError(f"--device {device!r} is not supported: pass auto, cpu, cuda or cuda:N")
+
+
+def _device(spec: str | None):
+    """The torch device, or a one-line error when it is not there (e.g. cuda without a GPU)."""
+    from hetero.train import resolve_device
+
+    try:
+        return resolve_device(spec or "auto")
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _load_config(path: str):
+    """A channel-configuration JSON, or a one-line error naming the file."""
+    from hetero.config import ChannelConfig
+
+    try:
+        return ChannelConfig.load(path)
+    except FileNotFoundError:
+        raise CliError(f"--config {path} does not exist: pass the path of an LW-DNA JSON "
+                       "file") from None
+    except IsADirectoryError:
+        raise CliError(f"--config {path} is a folder: pass an LW-DNA JSON file (e.g. "
+                       "lwdna.json written by hetero run)") from None
+    except (ValueError, KeyError, TypeError) as exc:  # JSON, UTF-8 or field errors
+        raise CliError(f"--config {path} is not a valid channel configuration ({exc}): pass "
+                       "an LW-DNA JSON written by hetero shrink/run") from None
+
+
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {"shortcut": args.shortcut} if getattr(args, "shortcut", None) else {}
 
@@ -139,14 +184,14 @@ def _shape_for(dataset: str, data_dir: str | None) -> tuple[int, int, int]:
 
 
 def cmd_complexity(args: argparse.Namespace) -> int:
-    from hetero.config import ChannelConfig
     from hetero.models.factory import complexity, family_spec, uniform
 
     if args.config:
-        config = ChannelConfig.load(args.config)
+        config = _load_config(args.config)
         if family_spec(args.model).name != config.family:
-            raise CliError(f"--config {args.config} describes {config.family}, not {args.model}: "
-                           f"run `hetero complexity {config.family} --config {args.config}`")
+            raise CliError(f"--config {args.config} is a {config.family} configuration, but the "
+                           f"model is {args.model}: pass the model the configuration was made "
+                           f"for (`hetero complexity {config.family} --config {args.config}`)")
     else:
         in_ch, size, classes = _shape_for(args.dataset, args.data_dir)
         config = uniform(args.model, args.variant, args.width_mult, num_classes=classes,
@@ -185,10 +230,9 @@ def _spec(args: argparse.Namespace, *, baseline: bool = False):
 def cmd_shrink(args: argparse.Namespace) -> int:
     from hetero.data import load_dataset
     from hetero.method import derive
-    from hetero.train import resolve_device
 
     spec = _spec(args)
-    device = resolve_device(spec.protocol.device)
+    device = _device(spec.protocol.device)
     data = load_dataset(spec.dataset, spec.data_dir, download=spec.download,
                         fraction=spec.data_fraction, seed=spec.seed, device=device)
     summary = derive(spec, data, device=device).summary()
@@ -210,6 +254,20 @@ def cmd_shrink(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    import pickle
+
+    import torch
+
+    try:
+        # Tensors and plain data only: a planted pickle cannot run code when it is loaded.
+        return torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CliError(f"{path} is not a hetero checkpoint of tensors and plain data ({first}): "
+                       "delete it, or drop --resume to start over") from None
+
+
 def _print_epoch(metrics: dict[str, Any], epochs: int) -> None:
     print(f"epoch {metrics['epoch']:>3}/{epochs}  loss {metrics['train_loss']:.4f}  "
           f"train acc {metrics['train_accuracy']:.4f}  test acc {metrics['accuracy']:.4f}  "
@@ -225,20 +283,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.width_mult is None:
         args.width_mult = 1.0 if args.baseline else 2.0
     spec = _spec(args, baseline=args.baseline)
+    _device(spec.protocol.device)
     out = Path(args.out or f"runs/{spec.model}_{spec.kind}_w{spec.width_mult:g}_s{spec.seed}")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} is a file: pass a folder for the run's outputs")
     checkpoint_path = out / "checkpoint.pt"
     checkpoint = None
     if args.resume and checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, weights_only=False)
+        checkpoint = _load_checkpoint(checkpoint_path)
         print(f"resuming from {checkpoint_path}", file=sys.stderr)
 
     def on_epoch(metrics: dict[str, Any], state: dict[str, Any]) -> None:
+        out.mkdir(parents=True, exist_ok=True)  # only once there is something to keep
         torch.save(state, checkpoint_path)
         if not args.quiet:
             _print_epoch(metrics, spec.protocol.epochs)
 
     result = run_trial(spec, on_epoch=on_epoch, checkpoint=checkpoint)
+    out.mkdir(parents=True, exist_ok=True)
     result.config.save(out / "lwdna.json")
     (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     if args.json:
@@ -258,7 +320,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="hetero", description="Widen-shrink search for layer-wise differentiated channel "
                                    "configurations (LW-DNA), run as distributed sweeps.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -333,12 +395,18 @@ def main(argv: list[str] | None = None) -> int:
     _attach_delegated(parser, argv)
     args = parser.parse_args(argv)
     try:
+        _check_device(args)
         return int(args.func(args) or 0)
     except (CliError, ValueError, FileNotFoundError) as exc:
         if os.environ.get("HETERO_DEBUG"):
             raise
         print(f"hetero {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingDiverged as exc:  # the run failed (exit 1), not the command line
+        if os.environ.get("HETERO_DEBUG"):
+            raise
+        print(f"hetero {args.command}: failed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from hetero.dataset_info import DATASET_SHAPES, DATASETS
 
 __all__ = ["DATASET_SHAPES", "DATASETS", "ImageData", "TensorImageData", "StreamingImageData",
-           "dataset_shape", "load_dataset"]
+           "dataset_shape", "load_dataset", "check_data"]
 
 
 # Reference code (option.py): the same statistics for CIFAR-10 and CIFAR-100.
@@ -153,8 +154,11 @@ class _FileDataset(torch.utils.data.Dataset):
         from PIL import Image
 
         path, label = self.samples[i]
-        with Image.open(path) as img:
-            return self.transform(img.convert("RGB")), label
+        try:
+            with Image.open(path) as img:
+                return self.transform(img.convert("RGB")), label
+        except OSError as exc:  # streamed data is decoded mid-epoch: too late to skip silently
+            raise ValueError(f"unreadable image {path} ({exc}): replace or delete it") from None
 
 
 class StreamingImageData(ImageData):
@@ -234,6 +238,26 @@ def dataset_shape(name: str, data_dir: str | os.PathLike | None = None) -> tuple
     if name not in DATASET_SHAPES:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return DATASET_SHAPES[name]
+
+
+def check_data(name: str, data_dir: str | os.PathLike | None = None, *,
+                download: bool = False) -> None:
+    """Raise a one-line error unless ``name`` can be loaded from ``data_dir`` (files not read).
+
+    Cheap enough to run before a sweep starts: it looks at folders, never decodes an image.
+    """
+    if data_dir is not None and not download and not Path(data_dir).expanduser().is_dir():
+        raise FileNotFoundError(f"data_dir {os.fspath(data_dir)} does not exist (dataset "
+                                f"{name!r}); pass the folder that holds the data")
+    if name in CIFAR_FOLDERS and not download:
+        root = Path(data_dir).expanduser().resolve() if data_dir else _default_data_dir()
+        folder = root / CIFAR_FOLDERS[name]
+        if not (folder.is_dir() and any(folder.iterdir())):
+            raise FileNotFoundError(_cifar_missing_message(name, root))
+    elif name in ("imagefolder", "imagenet"):
+        _split_dirs(_require_dir(name, data_dir))
+    elif name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
 def _require_dir(name: str, data_dir) -> Path:
@@ -403,13 +427,16 @@ def _inspect_folder(root: Path) -> tuple[int, int, int]:
 
     train_dir, _ = _split_dirs(root)
     classes = _class_names(train_dir)
-    first = next((p for c in classes for p in sorted((train_dir / c).iterdir())
-                  if p.suffix.lower() in IMAGE_SUFFIXES), None)
-    if first is None:
-        raise _layout_error(root, "train/ has no images in class subfolders")
-    with Image.open(first) as img:  # reads the header only
-        channels = 1 if img.mode in ("L", "LA", "1", "I", "I;16") else 3
-        return channels, img.size[1], len(classes)
+    candidates = (p for c in classes for p in sorted((train_dir / c).iterdir())
+                  if p.suffix.lower() in IMAGE_SUFFIXES)
+    for path in candidates:
+        try:
+            with Image.open(path) as img:  # reads the header only
+                channels = 1 if img.mode in ("L", "LA", "1", "I", "I;16") else 3
+                return channels, img.size[1], len(classes)
+        except OSError:  # unreadable: the loader skips it too (with a warning)
+            continue
+    raise _layout_error(root, "train/ has no readable images in class subfolders")
 
 
 def _load_imagefolder(root: Path, device) -> TensorImageData:
@@ -421,6 +448,7 @@ def _load_imagefolder(root: Path, device) -> TensorImageData:
     files = [Path(p) for p, _ in train + test]
     arrays, from_cache = _cached("imagefolder", root, files,
                                  lambda: _decode_folder(train, test, channels, size, root))
+    _warn_skipped(root, arrays.get("skipped", []))
     return TensorImageData("imagefolder", (arrays["train_x"], arrays["train_y"]),
                            (arrays["test_x"], arrays["test_y"]), num_classes=len(classes),
                            scale=1 / 255, mean=arrays["mean"], std=arrays["std"], flip=True,
@@ -428,31 +456,54 @@ def _load_imagefolder(root: Path, device) -> TensorImageData:
 
 
 def _decode_folder(train, test, channels: int, size: int, root: Path) -> dict:
-    out = {}
+    out = {"skipped": []}
     for split, samples in (("train", train), ("test", test)):
-        out[f"{split}_x"] = _decode_images([p for p, _ in samples], channels, size, root)
-        out[f"{split}_y"] = torch.tensor([label for _, label in samples], dtype=torch.int64)
+        images, readable = _decode_images([p for p, _ in samples], channels, size, root)
+        out[f"{split}_x"] = images
+        out[f"{split}_y"] = torch.tensor([label for (_, label), ok in zip(samples, readable, strict=True)
+                                          if ok], dtype=torch.int64)
+        out["skipped"] += [p for (p, _), ok in zip(samples, readable, strict=True)
+                           if not ok]
     out["mean"], out["std"] = _channel_stats(out["train_x"], scale=1 / 255)
     return out
 
 
-def _decode_images(paths: list[str], channels: int, size: int, root: Path) -> torch.Tensor:
+def _warn_skipped(root: Path, skipped: list[str]) -> None:
+    """One warning for all unreadable images of a folder (also when loaded from the cache)."""
+    if not skipped:
+        return
+    names = ", ".join(str(Path(p).relative_to(root)) for p in skipped[:5])
+    more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    warnings.warn(f"skipped {len(skipped)} unreadable image(s) in {root}: {names}{more} "
+                  "(corrupt or truncated files; replace or delete them)", stacklevel=3)
+
+
+def _decode_images(paths: list[str], channels: int, size: int,
+                   root: Path) -> tuple[torch.Tensor, list[bool]]:
+    """The readable images as one uint8 tensor, and which of ``paths`` were readable."""
     from PIL import Image
 
     mode = "L" if channels == 1 else "RGB"
 
-    def decode(path: str) -> np.ndarray:
-        with Image.open(path) as img:
-            if img.size != (size, size):
-                raise ValueError(f"{path} is {img.size[0]}x{img.size[1]}, but {root} holds "
-                                 f"{size}x{size} images: resize all images to one square size, "
-                                 f"or use dataset 'imagenet' (resizes while streaming)")
-            return np.asarray(img.convert(mode), dtype=np.uint8).reshape(size, size, channels)
+    def decode(path: str) -> np.ndarray | None:
+        try:
+            with Image.open(path) as img:
+                if img.size != (size, size):
+                    raise ValueError(f"{path} is {img.size[0]}x{img.size[1]}, but {root} holds "
+                                     f"{size}x{size} images: resize all images to one square "
+                                     f"size, or use dataset 'imagenet' (resizes while streaming)")
+                return np.asarray(img.convert(mode), dtype=np.uint8).reshape(size, size, channels)
+        except OSError:  # PIL: unidentified, corrupt or truncated file (skipped, and warned of)
+            return None
 
     # PIL releases the GIL while decoding, so threads use every core.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        images = np.stack(list(pool.map(decode, paths, chunksize=256)))
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+        decoded = list(pool.map(decode, paths, chunksize=256))
+    images = [a for a in decoded if a is not None]
+    if not images:
+        raise ValueError(f"no readable image among {len(paths)} in {root}: check the files")
+    stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    return stacked, [a is not None for a in decoded]
 
 
 def _load_imagenet(root: Path, device) -> StreamingImageData:

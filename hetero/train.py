@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hetero.errors import TrainingDiverged
 from hetero.protocol import TrainProtocol
 
-__all__ = ["Trainer", "TrainSummary", "resolve_device", "lr_factor"]
+__all__ = ["Trainer", "TrainSummary", "TrainingDiverged", "resolve_device", "lr_factor"]
 
 EpochCallback = Callable[[dict[str, Any], "Trainer"], None]
 # Protocol fields that may differ when resuming: they do not change what is computed.
@@ -124,6 +125,7 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
         train_loss, train_accuracy = self._train_one_epoch()
+        self._check_finite(train_loss, lr)
         self._sync()
         train_seconds = time.perf_counter() - start
         self.scheduler.step()
@@ -149,6 +151,15 @@ class Trainer:
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
         return loss_sum.item() / seen, correct.item() / seen
+
+    def _check_finite(self, train_loss: float, lr: float) -> None:
+        # Checked once per epoch (the loss sum is already on the host): a NaN never recovers,
+        # and reporting the epoch's chance-level accuracy as a result would be a lie.
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(
+                f"training diverged in epoch {self.epoch + 1}: the training loss is "
+                f"{train_loss} (learning rate {lr:g}); lower the learning rate (lr) or add "
+                "warm-up epochs (warmup_epochs)")
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):

@@ -142,8 +142,8 @@ spec["file_mounts"] = {k: v for k, v in spec["file_mounts"].items() if "auth_tok
 spec["setup_commands"] = ["python -c 'import hetero, sweeps, ray; print(ray.__version__)'"]
 mlflow = spec["head_setup_commands"][1]
 for old, new in (("~/hetero-venv/bin/mlflow", "$VENV/bin/mlflow"),
-                 ("--host 0.0.0.0", "--host $HEAD"), ("--port 5000", "--port $MLFLOW_PORT"),
-                 ("http://127.0.0.1:5000/health", "http://$HEAD:$MLFLOW_PORT/health")):
+                 ("--host 192.168.1.10", "--host $HEAD"), ("--port 5000", "--port $MLFLOW_PORT"),
+                 ("http://192.168.1.10:5000/health", "http://$HEAD:$MLFLOW_PORT/health")):
     mlflow = swap(mlflow, old, new)
 spec["head_setup_commands"][1] = mlflow
 loopback = "--num-cpus=1 --temp-dir=$RAYTMP --disable-usage-stats"

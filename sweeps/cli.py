@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+from contextlib import contextmanager
 
 __all__ = ["add_arguments", "command"]
 
@@ -33,24 +35,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
+    from sweeps.runner import SweepInterrupted
     from sweeps.spec import SpecError, load_spec
     from sweeps.tracking import TrackingError
 
     try:
-        spec = load_spec(args.spec)
-        from sweeps.runner import run_sweep
+        with _sigterm_as_interrupt():
+            spec = load_spec(args.spec)
+            from sweeps.runner import run_sweep
 
-        results = run_sweep(spec, address=args.address, tracking_uri=args.tracking_uri,
-                            resume=args.resume, name=args.name, smoke_test=args.smoke_test)
+            results = run_sweep(spec, address=args.address, tracking_uri=args.tracking_uri,
+                                resume=args.resume, name=args.name, smoke_test=args.smoke_test)
     except (SpecError, TrackingError, FileNotFoundError) as exc:
         if os.environ.get("HETERO_DEBUG"):
             raise
         print(f"hetero sweep: error: {exc}", file=sys.stderr)
         return 2
+    except SweepInterrupted as exc:
+        print(f"hetero sweep: interrupted; unfinished trials are marked KILLED and left out of "
+              f"results. Continue with: hetero sweep {args.spec} {exc.resume_hint}",
+              file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("hetero sweep: interrupted; continue with --resume", file=sys.stderr)
+        print("hetero sweep: interrupted before the sweep started; nothing was recorded",
+              file=sys.stderr)
         return 130
     return 1 if any(t.error for t in results.trials) else 0
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (``kill``, a batch system's stop) ends the sweep like Ctrl-C: the parent run is
+    marked KILLED and the private Ray and MLflow server are stopped on the way out."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ TAG_RUN_NAME = "mlflow.runName"
 TAG_GIT_COMMIT = "git_commit"
 TAG_STOPPED_EARLY = "stopped_early"  # "true" when a scheduler stopped the trial before the end
 TAG_NODE_IP = "node_ip"           # Ray node that ran the trial
+TAG_FAILURE = "failure"           # why a trial failed for good (e.g. diverged), on FAILED runs
 
 KIND_LWDNA = "lwdna"
 KIND_BASELINE = "baseline"

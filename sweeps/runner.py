@@ -18,7 +18,6 @@ share one MLflow parent run.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,19 +29,29 @@ from typing import Any
 import yaml
 
 from sweeps import keys
-from sweeps.spec import SweepSpec, base_config, check_spec
+from sweeps.spec import (
+    NAME_PATTERN,
+    SpecError,
+    SweepSpec,
+    base_config,
+    check_dataset,
+    check_spec,
+)
 from sweeps.spec import smoke_test as make_smoke_spec
 from sweeps.tracking import (
     FAILED,
     FINISHED,
     KILLED,
     RUNNING,
+    TrackingError,
     TrialTracking,
     artifact_location,
     check_tracking,
     child_runs,
+    close_stale_runs,
     ensure_experiment,
     finish_parent_run,
+    is_loopback_uri,
     is_sqlite,
     mark_child_run,
     open_parent_run,
@@ -50,11 +59,12 @@ from sweeps.tracking import (
 )
 from sweeps.trainable import TrialContext, thread_count, train_trial, trial_dirname, trial_name
 
-__all__ = ["run_sweep", "SweepResults", "TrialOutcome", "ray_session"]
+__all__ = ["run_sweep", "SweepResults", "TrialOutcome", "SweepInterrupted", "ray_session"]
 
 # Keeps a local Ray from reserving 30 % of the machine's memory for objects we never store.
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
 LOCAL_NODE_IP_ENV = "HETERO_RAY_NODE_IP"
+CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"   # read by Ray: False keeps 127.0.0.1 as is
 
 
 @dataclass
@@ -64,6 +74,7 @@ class TrialOutcome:
     metrics: dict[str, Any]         # the last report
     error: str | None = None
     stopped_early: bool = False
+    interrupted: bool = False       # cut short by Ctrl-C: --resume finishes it
 
     @property
     def kind(self) -> str:
@@ -71,8 +82,20 @@ class TrialOutcome:
 
     @property
     def finished(self) -> bool:
-        return (self.error is None and not self.stopped_early
+        return (self.error is None and not self.stopped_early and not self.interrupted
                 and keys.METRIC_ACCURACY in self.metrics)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM stopped the sweep; ``resume_hint`` says how to go on."""
+
+    def __init__(self, sweep: str, outcomes: list[TrialOutcome] | None = None) -> None:
+        super().__init__(sweep)
+        self.sweep, self.outcomes = sweep, outcomes or []
+
+    @property
+    def resume_hint(self) -> str:
+        return f"--resume --name {self.sweep}"
 
 
 @dataclass
@@ -106,6 +129,8 @@ class SweepResults:
                   f"{sum(t.error is not None for t in self.trials)} failed")
         lines = [f"Sweep {self.name}: {len(self.trials)} trials ({counts}) in "
                  f"{self.wall_seconds:.0f} s.",
+                 *(f"  failed: {_describe(t.hp)}: {_last_line(t.error)}"
+                   for t in self.trials if t.error is not None),
                  "Best points (Pareto front of accuracy vs FLOPs; early-stopped trials left out):",
                  f"  {'kind':<9}{'accuracy':>9}{'flops_ratio':>13}  config"]
         for t in self.pareto():
@@ -125,6 +150,12 @@ def _describe(hp: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in hp.items() if k != "kind")
 
 
+def _last_line(error: str) -> str:
+    # Ray wraps a trial's exception in a multi-line traceback; its last line is the message.
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else error
+
+
 # ---------------------------------------------------------------------------------- entry point
 def run_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: str | None = None,
               resume: bool = False, name: str | None = None,
@@ -141,23 +172,47 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: str 
     if smoke_test:
         spec = make_smoke_spec(spec)
         check_spec(spec)
+    requested = check_sweep_name(name or spec.name)
+    check_dataset(spec)   # a missing data folder would fail every trial, twice
     uri = resolve_tracking_uri(tracking_uri or spec.tracking.uri)
-    check_tracking(uri)   # before anything starts: a dead store would fail every trial
     storage = _storage_path(spec.storage)
-    sweep = _sweep_name(storage, name or spec.name, resume)
-    results = _run_tracked(spec, sweep, uri, storage, address=address, resume=resume)
+    if resume:   # before any store is opened or anything started: nothing to change yet
+        _check_resumable(storage, requested)
+    check_tracking(uri)   # before anything starts: a dead store would fail every trial
+    sweep = _sweep_name(storage, requested, resume)
+    try:
+        results = _run_tracked(spec, sweep, uri, storage, address=address, resume=resume,
+                               requested=requested)
+    except SweepInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise SweepInterrupted(sweep) from None
     results.wall_seconds = time.perf_counter() - start
     print(results.summary(), flush=True)
     return results
 
 
 def _run_tracked(spec: SweepSpec, sweep: str, uri: str, storage: str, *, address: str | None,
-                 resume: bool) -> SweepResults:
+                 resume: bool, requested: str) -> SweepResults:
+    # Ray first: whether the tracking URI reaches every node is known only once Ray is up, and
+    # a URI that does not must be refused before any run is recorded.
+    with ray_session(address) as ray_seconds:
+        _check_cluster_tracking(uri, spec, address)
+        results = _run_with_parent(spec, sweep, uri, storage, address=address, resume=resume,
+                                   requested=requested)
+    results.ray_seconds = ray_seconds
+    return results
+
+
+def _run_with_parent(spec: SweepSpec, sweep: str, uri: str, storage: str, *,
+                     address: str | None, resume: bool, requested: str) -> SweepResults:
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
     location = artifact_location(uri, spec.experiment)
     experiment_id = ensure_experiment(client, spec.experiment, location)
+    if not resume:
+        close_stale_runs(client, experiment_id, requested)
     spec_yaml = yaml.safe_dump(spec.to_dict(), sort_keys=False)
     parent = open_parent_run(client, experiment_id, sweep=sweep, spec_yaml=spec_yaml,
                              resume=resume)
@@ -166,21 +221,45 @@ def _run_tracked(spec: SweepSpec, sweep: str, uri: str, storage: str, *, address
     try:
         with _trial_tracking_uri(uri, spec, address) as trial_uri:
             context = _context(spec, tracking, trial_uri, storage)
-            with ray_session(address) as ray_seconds:
-                results.ray_seconds = ray_seconds
-                results.trials, results.tune_seconds = _run_experiments(spec, context, storage,
-                                                                        resume)
+            results.trials, results.tune_seconds = _run_experiments(spec, context, storage,
+                                                                    resume)
         _reconcile(client, tracking, results.trials)
+    except SweepInterrupted as exc:
+        _reconcile(client, tracking, exc.outcomes)
+        finish_parent_run(client, parent, KILLED)
+        raise
     except BaseException as exc:
+        _reconcile(client, tracking, [])
         finish_parent_run(client, parent, KILLED if isinstance(exc, KeyboardInterrupt) else FAILED)
         raise
-    finish_parent_run(client, parent, FINISHED)
+    finish_parent_run(client, parent, _sweep_status(results.trials))
     return results
+
+
+def _sweep_status(trials: list[TrialOutcome]) -> str:
+    # A sweep in which no trial produced a result did not happen: the UI must not show success.
+    failed = trials and all(t.error is not None for t in trials)
+    return FAILED if failed else FINISHED
 
 
 def _storage_path(storage: str) -> str:
     # Trials run in their own folders: a relative path must become absolute on the driver.
     return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+
+
+def check_sweep_name(name: str) -> str:
+    """The sweep name becomes a folder under the storage path: no separators, no '..'."""
+    if not NAME_PATTERN.match(name):
+        raise SpecError(f"sweep name {name!r} must be letters, digits, '_', '.' or '-' (starting "
+                        "with a letter or digit): it names a folder under the storage path; "
+                        "pass another --name")
+    return name
+
+
+def _check_resumable(storage: str, sweep: str) -> None:
+    if not any(_restorable(storage, n) for n in (sweep, f"{sweep}-baselines")):
+        raise FileNotFoundError(f"nothing to resume: no Tune experiment {sweep!r} under {storage}"
+                                "; run without --resume (or check --name and the spec's storage)")
 
 
 def _sweep_name(storage: str, requested: str, resume: bool) -> str:
@@ -211,28 +290,76 @@ def _trial_tracking_uri(uri: str, spec: SweepSpec, address: str | None) -> Itera
         yield server.url
 
 
+def _check_cluster_tracking(uri: str, spec: SweepSpec, address: str | None) -> None:
+    """Refuse a store that trials on other nodes cannot reach (they would fail or log apart)."""
+    if address is None:
+        return
+    import ray
+
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    local_server = is_sqlite(uri) and spec.resources.max_concurrent != 1
+    if nodes > 1 and (is_loopback_uri(uri) or local_server):
+        raise TrackingError(
+            f"the Ray cluster has {nodes} nodes, but trials on worker nodes cannot reach the "
+            f"tracking store {uri} (it is local to this machine): start `mlflow server --host "
+            "<head's private IP>` on the head and pass --tracking-uri http://<head's private "
+            "IP>:5000")
+
+
 @contextmanager
 def ray_session(address: str | None = None, **init_kwargs: Any) -> Iterator[float]:
-    """Ray for the sweep's duration: yields the seconds ``ray.init`` took (0 if already up)."""
+    """Ray for the sweep's duration: yields the seconds ``ray.init`` took (0 if already up).
+
+    Whatever way the block is left (an error, Ctrl-C, SIGTERM turned into KeyboardInterrupt by
+    the CLI), a Ray this started is shut down, its GCS, raylet, agents and workers with it.
+    """
     import ray
 
     if ray.is_initialized():
         yield 0.0
         return
-    if address is None:
-        # "local": never attach to some other `ray start` cluster on this machine by accident.
-        init_kwargs = {"address": "local", "include_dashboard": False,
-                       "object_store_memory": LOCAL_OBJECT_STORE_BYTES,
-                       **_local_node_ip(), **init_kwargs}
-    else:
-        _token_auth_for_clusters()
-        init_kwargs = {"address": address, **init_kwargs}
-    start = time.perf_counter()
-    ray.init(**init_kwargs)
+    with _loopback_only(address is None and LOCAL_NODE_IP_ENV not in os.environ):
+        if address is None:
+            # "local": never attach to some other `ray start` cluster on this machine by accident.
+            init_kwargs = {"address": "local", "include_dashboard": False,
+                           "object_store_memory": LOCAL_OBJECT_STORE_BYTES,
+                           **_local_node_ip(), **init_kwargs}
+        else:
+            _token_auth_for_clusters()
+            init_kwargs = {"address": address, **init_kwargs}
+        start = time.perf_counter()
+        ray.init(**init_kwargs)
+        try:
+            yield time.perf_counter() - start
+        finally:
+            ray.shutdown()
+
+
+@contextmanager
+def _loopback_only(enabled: bool) -> Iterator[None]:
+    """A private Ray that listens on 127.0.0.1 only.
+
+    Ray's gRPC servers (GCS, raylet, workers) bind every interface unless the node address is
+    exactly 127.0.0.1, and on Linux Ray swaps 127.0.0.1 for the machine's external address
+    unless it believes multi-node clusters are off (its Windows/macOS default). A private Ray
+    needs no cluster: turn that off while it starts, for this process and the ones it spawns.
+    """
+    if not enabled:
+        yield
+        return
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(CLUSTER_ENV)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[CLUSTER_ENV] = "0"
     try:
-        yield time.perf_counter() - start
+        yield
     finally:
-        ray.shutdown()
+        ray_constants.ENABLE_RAY_CLUSTER = saved[0]
+        if saved[1] is None:
+            os.environ.pop(CLUSTER_ENV, None)
+        else:
+            os.environ[CLUSTER_ENV] = saved[1]
 
 
 def _token_auth_for_clusters() -> None:
@@ -247,10 +374,9 @@ def _token_auth_for_clusters() -> None:
 
 
 def _local_node_ip() -> dict[str, str]:
-    # A private Ray needs no address outside the machine. Ray swaps 127.0.0.1 for the external
-    # address, so on Linux (where all of 127/8 is loopback) it gets 127.0.0.2 unless
-    # HETERO_RAY_NODE_IP says otherwise (empty: Ray's own choice).
-    ip = os.environ.get(LOCAL_NODE_IP_ENV, "127.0.0.2" if sys.platform == "linux" else "")
+    # 127.0.0.1 (loopback only, see _loopback_only) unless HETERO_RAY_NODE_IP names another
+    # address (empty: Ray's own choice, the machine's external address).
+    ip = os.environ.get(LOCAL_NODE_IP_ENV, "127.0.0.1")
     return {"_node_ip_address": ip} if ip else {}
 
 
@@ -265,16 +391,22 @@ def _context(spec: SweepSpec, tracking: TrialTracking, trial_uri: str,
              "score_batches": spec.space.score_batches, "divisor": spec.space.divisor,
              "init": spec.space.init, "protocol": spec.protocol}
     varying = tuple(d for d in spec.space.DIMENSIONS if len(spec.space.values(d)) > 1)
-    failing = spec.testing.fail_first_attempt
-    fail_kinds = ((keys.KIND_LWDNA, keys.KIND_BASELINE) if failing is True
-                  else (failing,) if failing else ())
+    fail_kinds = _testing_kinds(spec.testing.fail_first_attempt)
     marker_dir = f"{storage}/.hetero-testing/{tracking.sweep}" if fail_kinds else None
     trial_tracking = TrialTracking(trial_uri, tracking.experiment_id, tracking.parent_run_id,
                                    tracking.sweep)
     return TrialContext(fixed=fixed, tracking=trial_tracking, model_label=spec.model.name,
                         family=base.family, variant=base.variant, varying=varying,
                         threads=thread_count(spec.resources.cpus), fail_marker_dir=marker_dir,
-                        fail_kinds=fail_kinds)
+                        fail_kinds=fail_kinds,
+                        diverge_kinds=_testing_kinds(spec.testing.diverge))
+
+
+def _testing_kinds(setting: bool | str) -> tuple[str, ...]:
+    """The trial kinds a testing hook applies to (true: all)."""
+    if setting is True:
+        return (keys.KIND_LWDNA, keys.KIND_BASELINE)
+    return (setting,) if setting else ()
 
 
 # ---------------------------------------------------------------------------------- Tune
@@ -338,14 +470,21 @@ def _trainable(spec: SweepSpec, context: TrialContext):
 def _run_experiments(spec: SweepSpec, context: TrialContext, storage: str,
                      resume: bool) -> tuple[list[TrialOutcome], float]:
     plans = _plans(spec, context.tracking.sweep)
-    if resume and not any(_restorable(storage, p.name) for p in plans):
-        raise FileNotFoundError(f"nothing to resume: no Tune experiment {context.tracking.sweep!r}"
-                                f" under {storage}; run without --resume (or check --name)")
     outcomes, start = [], time.perf_counter()
     for plan in plans:
         grid = _tuner(spec, plan, context, storage, resume).fit()
-        outcomes += [_outcome(result, spec.protocol.epochs) for result in grid]
+        ran = _outcomes(grid, spec.protocol.epochs)
+        outcomes += ran
+        # Tune catches SIGINT itself and returns normally: cut trials, or trials never started.
+        if any(t.interrupted for t in ran) or len(ran) < _planned_trials(plan):
+            raise SweepInterrupted(context.tracking.sweep, outcomes)
     return outcomes, time.perf_counter() - start
+
+
+def _planned_trials(plan: _Plan) -> int:
+    hp = plan.param_space["hp"]
+    points = hp.get("grid_search") if isinstance(hp, dict) else None
+    return plan.num_samples * (len(points) if points is not None else 1)
 
 
 def _restorable(storage: str, name: str) -> bool:
@@ -375,20 +514,38 @@ def _tuner(spec: SweepSpec, plan: _Plan, context: TrialContext, storage: str, re
                       run_config=run_config)
 
 
-def _outcome(result, epochs: int) -> TrialOutcome:
+def _outcomes(grid, epochs: int) -> list[TrialOutcome]:
+    # The grid's results come in the order of Tune's trials. Their status after fit() is no
+    # help (Tune marks every trial TERMINATED when it shuts down), but the experiment state it
+    # saved just before tells a trial a scheduler stopped (TERMINATED) from one an interrupt cut
+    # short (RUNNING, PENDING, PAUSED): the very state --resume continues from.
+    from ray.tune import ExperimentAnalysis
+
+    saved = {t.trial_id: t.status for t in ExperimentAnalysis(grid.experiment_path).trials}
+    trials = grid._experiment_analysis.trials
+    return [_outcome(result, epochs, trial.trial_id, saved.get(trial.trial_id, "PENDING"))
+            for result, trial in zip(grid, trials, strict=True)]
+
+
+def _outcome(result, epochs: int, trial_id: str, status: str) -> TrialOutcome:
     metrics = dict(result.metrics or {})
     error = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
-    early = error is None and int(metrics.get(keys.METRIC_EPOCH, epochs)) < epochs
-    return TrialOutcome(str(metrics.get("trial_id", "?")), dict(result.config.get("hp", {})),
-                        metrics, error, early)
+    interrupted = error is None and status not in ("TERMINATED", "ERROR")
+    early = (error is None and not interrupted
+             and int(metrics.get(keys.METRIC_EPOCH, epochs)) < epochs)
+    return TrialOutcome(trial_id, dict(result.config.get("hp", {})), metrics, error, early,
+                        interrupted)
 
 
 def _reconcile(client, tracking: TrialTracking, outcomes: list[TrialOutcome]) -> None:
-    """Fix up child runs a worker could not close itself (stopped early, or killed)."""
+    """Fix up child runs a worker could not close itself (stopped early, interrupted, killed)."""
     for outcome in outcomes:
         if outcome.stopped_early:
             mark_child_run(client, tracking, outcome.trial_id, status=FINISHED,
                            stopped_early=True)
+        elif outcome.interrupted:  # its worker may have closed it as if a scheduler stopped it
+            mark_child_run(client, tracking, outcome.trial_id, status=KILLED,
+                           stopped_early=False)
     for run in child_runs(client, tracking):
         if run.info.status == RUNNING:
             client.set_terminated(run.info.run_id, KILLED)  # an attempt whose process died

@@ -110,6 +110,8 @@ class TrackingSpec:
 class TestingSpec:
     # Trials of this kind (all: true) raise once, right after their first checkpoint.
     fail_first_attempt: bool | str = False
+    # Trials of this kind (all: true) train with a learning rate no network survives (NaN loss).
+    diverge: bool | str = False
 
 
 @dataclass(frozen=True)
@@ -284,11 +286,15 @@ RESOURCE_SCHEMA: dict[str, Validator] = {
     "gpus": _number(0),
     "max_concurrent": _optional(_number(1, integer=True)),
 }
-TRACKING_SCHEMA: dict[str, Validator] = {"uri": _optional(_text), "experiment": _optional(_text)}
-TESTING_SCHEMA: dict[str, Validator] = {
-    "fail_first_attempt": lambda path, v: (
-        v if isinstance(v, bool) else _one_of(keys.KIND_LWDNA, keys.KIND_BASELINE)(path, v)),
-}
+# The experiment name also names the artifact folder of an SQLite store: a name, never a path.
+TRACKING_SCHEMA: dict[str, Validator] = {"uri": _optional(_text), "experiment": _optional(_name)}
+def _kinds_flag(path: str, value: Any) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    return _one_of(keys.KIND_LWDNA, keys.KIND_BASELINE)(path, value)
+
+
+TESTING_SCHEMA: dict[str, Validator] = {"fail_first_attempt": _kinds_flag, "diverge": _kinds_flag}
 MODEL_SCHEMA: dict[str, Validator] = {
     "name": _text,
     "variant": _optional(lambda path, v: str(_number(1, integer=True)(path, v))
@@ -433,6 +439,12 @@ def load_spec(path: str | os.PathLike, *, check: bool = True) -> SweepSpec:
     except FileNotFoundError:
         raise SpecError(f"sweep spec {os.fspath(path)!r} does not exist; pass the path of a "
                         "YAML file, e.g. sweeps/configs/quickstart.yaml") from None
+    except IsADirectoryError:
+        raise SpecError(f"sweep spec {os.fspath(path)!r} is a folder; pass the path of a YAML "
+                        "file in it, e.g. sweeps/configs/quickstart.yaml") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"sweep spec {os.fspath(path)!r} is not a text file; pass a YAML "
+                        "sweep spec") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"sweep spec {os.fspath(path)!r} is not valid YAML: {exc}") from None
     try:
@@ -457,6 +469,17 @@ def check_spec(spec: SweepSpec) -> None:
                         "above or the widened network stays below the target): "
                         + "; ".join(unreachable[:6])
                         + ". Lower remain_ratios/linear_ratios, raise the target, or widen more.")
+
+
+def check_dataset(spec: SweepSpec) -> None:
+    """The data folder exists and has the expected layout (checked when a sweep starts, after
+    --smoke-test swapped in digits: the shipped specs name data folders a clone lacks)."""
+    from hetero.data import check_data
+
+    try:
+        check_data(spec.dataset.name, spec.dataset.data_dir, download=spec.dataset.download)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SpecError(f"dataset: {exc}") from None
 
 
 def base_config(spec: SweepSpec):

@@ -24,7 +24,8 @@ from sweeps import keys
 __all__ = ["TrackingError", "TrialTracking", "TrialRun", "default_tracking_uri",
            "resolve_tracking_uri", "is_sqlite", "sqlite_path", "check_tracking",
            "artifact_location", "ensure_experiment", "open_parent_run", "finish_parent_run",
-           "find_child_run", "child_runs", "mark_child_run", "git_commit"]
+           "find_child_run", "child_runs", "mark_child_run", "git_commit", "is_loopback_uri",
+           "close_stale_runs", "tracking_uri_problem"]
 
 DEFAULT_DB = "mlflow.db"
 RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
@@ -48,10 +49,25 @@ def sqlite_path(uri: str) -> Path:
     return Path(uri.removeprefix("sqlite:///"))
 
 
+def is_loopback_uri(uri: str) -> bool:
+    """An http(s) URI whose host is this machine's loopback (unreachable from other nodes)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(uri).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def resolve_tracking_uri(uri: str | None) -> str:
     """An explicit URI with relative SQLite paths made absolute (trials run in other folders)."""
     if not uri:
         return default_tracking_uri()
+    _check_scheme(uri)
     if is_sqlite(uri) and not sqlite_path(uri).is_absolute():
         return f"sqlite:///{sqlite_path(uri).resolve()}"
     return uri.rstrip("/")
@@ -66,6 +82,28 @@ def artifact_location(uri: str, experiment: str) -> str | None:
     if not is_sqlite(uri):
         return None
     return (sqlite_path(uri).parent / "mlartifacts" / experiment).as_uri()
+
+
+def _check_scheme(uri: str) -> None:
+    problem = tracking_uri_problem(uri)
+    if problem:
+        raise TrackingError(problem)
+
+
+def tracking_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot be a tracking store (None if it may be); the sweep and the analysis
+    both ask this before they touch anything.
+
+    MLflow would take sqlite://x (two slashes) as a database host, and an unknown scheme fails
+    deep inside the first trial.
+    """
+    if uri.startswith("sqlite:") and not is_sqlite(uri):
+        return (f"tracking URI {uri!r}: an SQLite URI has three slashes before a relative path "
+                "(sqlite:///mlflow.db) or four before an absolute one (sqlite:////abs/mlflow.db)")
+    if not uri.startswith(("sqlite:///", "http://", "https://", "databricks")):
+        return (f"tracking URI {uri!r} is not supported: pass sqlite:///PATH.db or "
+                "http(s)://HOST:PORT of an mlflow server")
+    return None
 
 
 # ------------------------------------------------------------------------------ reachability
@@ -148,6 +186,28 @@ def finish_parent_run(client, run_id: str, status: str = FINISHED) -> None:
     client.set_terminated(run_id, status)
 
 
+def close_stale_runs(client, experiment_id: str, sweep: str) -> int:
+    """Mark KILLED the RUNNING parent (and its RUNNING children) of an earlier ``sweep``.
+
+    Such a parent is left by a driver that was killed (SIGKILL, a lost machine): nothing will
+    ever finish it. Its Tune state is kept, so ``--resume --name SWEEP`` can still continue it.
+    """
+    stale = client.search_runs(
+        [experiment_id], max_results=1000,
+        filter_string=f"tags.{keys.TAG_KIND} = '{keys.KIND_SWEEP}' and tags.{keys.TAG_SWEEP} = "
+                      f"'{sweep}' and attributes.status = '{RUNNING}'")
+    for parent in stale:
+        tracking = TrialTracking("", experiment_id, parent.info.run_id, sweep)
+        for child in child_runs(client, tracking):
+            if child.info.status == RUNNING:
+                client.set_terminated(child.info.run_id, KILLED)
+        client.set_terminated(parent.info.run_id, KILLED)
+        print(f"note: an earlier run of sweep {sweep!r} (parent run {parent.info.run_id}) was "
+              f"still RUNNING with no driver; marked it and its running trials KILLED (continue "
+              f"it instead with --resume --name {sweep})", file=sys.stderr, flush=True)
+    return len(stale)
+
+
 def git_commit() -> str:
     """HEAD of the checkout this package runs from, '+dirty' with uncommitted changes."""
     root = Path(__file__).resolve().parent.parent
@@ -202,8 +262,14 @@ def mark_child_run(client, tracking: TrialTracking, trial_id: str, *, status: st
 class TrialRun:
     """One trial's child run, as seen from the trial worker. ``seconds``: time spent in MLflow."""
 
-    def __init__(self, client, run_id: str, seconds: float = 0.0) -> None:
+    def __init__(self, client, run_id: str, seconds: float = 0.0, previous=None) -> None:
         self.client, self.run_id, self.seconds = client, run_id, seconds
+        # What an earlier attempt of the trial logged: a resumed attempt re-runs the epochs after
+        # its last checkpoint, and must not log a second row for a step it already logged.
+        data = previous.data if previous is not None else None
+        self.logged_keys = set(data.metrics) if data else set()
+        self.logged_through = int(data.metrics.get(keys.METRIC_EPOCH, 0)) if data else 0
+        self.previous_tags = dict(data.tags) if data else {}
 
     @classmethod
     def open(cls, tracking: TrialTracking, trial_id: str, *, run_name: str,
@@ -217,7 +283,7 @@ class TrialRun:
         existing = find_child_run(client, tracking, trial_id)
         if existing is not None:
             client.update_run(existing.info.run_id, status=RUNNING)
-            return cls(client, existing.info.run_id, time.perf_counter() - start)
+            return cls(client, existing.info.run_id, time.perf_counter() - start, existing)
         run_tags = {**tags, keys.TAG_TRIAL_ID: trial_id, keys.TAG_SWEEP: tracking.sweep,
                     keys.TAG_PARENT_RUN_ID: tracking.parent_run_id}
         run = client.create_run(tracking.experiment_id, run_name=run_name, tags=run_tags)
@@ -232,9 +298,24 @@ class TrialRun:
 
         start = time.perf_counter()
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if _is_number(v)]
-        self.client.log_batch(self.run_id, metrics=batch)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
+                 if _is_number(v) and not self._already_logged(k, step)]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch)
         self.seconds += time.perf_counter() - start
+
+    def _already_logged(self, key: str, step: int) -> bool:
+        # Per-epoch keys are logged at every step up to logged_through; final-only keys only at
+        # the last one: either way a key seen before and a step not past it is a duplicate.
+        return step <= self.logged_through and key in self.logged_keys
+
+    def fail(self, message: str) -> None:
+        """Close the run FAILED with the reason as a tag (shown in the UI, read by a retry)."""
+        try:
+            self.client.set_tag(self.run_id, keys.TAG_FAILURE, message[:5000])
+        except Exception as exc:  # best effort, like end()
+            print(f"warning: could not tag MLflow run {self.run_id}: {exc}", file=sys.stderr)
+        self.end(FAILED)
 
     def finish(self, result, *, step: int, metrics: dict[str, float]) -> None:
         """Final metrics, tags and artifacts of a trial that ran to the end; status FINISHED."""

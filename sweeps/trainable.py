@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hetero.errors import TrainingDiverged
 from sweeps import keys
 from sweeps.tracking import FAILED, FINISHED, TrialRun, TrialTracking
 
@@ -21,6 +22,7 @@ __all__ = ["TrialContext", "train_trial", "trial_spec", "run_name", "trial_name"
            "CHECKPOINT_FILE"]
 
 CHECKPOINT_FILE = "trial.pt"
+DIVERGING_LR = 1e6   # testing hook spec.testing.diverge: the loss is NaN within the first epoch
 PROGRESS_METRICS = (keys.METRIC_ACCURACY, keys.METRIC_FLOPS_RATIO, keys.METRIC_PARAMS_RATIO,
                     keys.METRIC_EPOCH)
 # The network's cost, which hetero adds to every epoch's metrics (it never changes in a trial).
@@ -45,13 +47,17 @@ class TrialContext:
     threads: int = 1
     fail_marker_dir: str | None = None  # testing hook: fail trials once (see spec.testing)
     fail_kinds: tuple[str, ...] = ()
+    diverge_kinds: tuple[str, ...] = ()  # testing hook: train these with lr 1e6 (spec.testing)
 
 
 def trial_spec(context: TrialContext, hp: dict[str, Any]):
     from hetero.method import TrialSpec
 
     searched = {k: v for k, v in hp.items() if k != "kind"}
-    return TrialSpec(**context.fixed, **searched, baseline=hp["kind"] == keys.KIND_BASELINE)
+    fixed = dict(context.fixed)
+    if hp["kind"] in context.diverge_kinds:
+        fixed["protocol"] = fixed["protocol"].replace(lr=DIVERGING_LR)
+    return TrialSpec(**fixed, **searched, baseline=hp["kind"] == keys.KIND_BASELINE)
 
 
 def run_name(model_label: str, varying: tuple[str, ...], hp: dict[str, Any]) -> str:
@@ -180,6 +186,7 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     _prepare_worker(context)
     spec = trial_spec(context, config["hp"])
     run = _open_run(context, config["hp"], spec)
+    _fail_again_if_diverged(run)
     reporter = EpochReporter(run, context, spec)
     restored = _restored_checkpoint()
     try:
@@ -187,6 +194,9 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     except SystemExit:
         # Tune stops a trial (e.g. ASHA) by raising SystemExit inside tune.report.
         run.end(FINISHED, stopped_early=True)
+        raise
+    except TrainingDiverged as exc:
+        run.fail(str(exc))
         raise
     except BaseException:
         run.end(FAILED)
@@ -200,6 +210,15 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     # for that must propagate (swallowed, the trial's thread would never end).
     reporter.report({**reporter.last_metrics, **final, keys.METRIC_EPOCH: result.epochs},
                     reporter.last_checkpoint or restored)
+
+
+def _fail_again_if_diverged(run: TrialRun) -> None:
+    # Training is deterministic: a retry (or --resume) of a diverged trial would spend its epochs
+    # diverging again. Tune retries every error, so the retry ends at once with the same reason.
+    reason = run.previous_tags.get(keys.TAG_FAILURE)
+    if reason:
+        run.end(FAILED)
+        raise TrainingDiverged(reason)
 
 
 def _open_run(context: TrialContext, hp: dict[str, Any], spec) -> TrialRun:

@@ -1,0 +1,106 @@
+"""Fast checks behind the README's reliability table: divergence, bad data, loading checkpoints."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hetero.data import check_data, dataset_shape, load_dataset
+from hetero.errors import TrainingDiverged
+from hetero.models import create_model
+from hetero.protocol import TrainProtocol
+from hetero.train import Trainer
+
+
+# ---- divergence -----------------------------------------------------------------------------
+def test_a_nan_loss_stops_training_naming_the_epoch_and_the_learning_rate():
+    data = load_dataset("digits", fraction=0.1, seed=0)
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10, input_size=8, in_channels=1)
+    epochs = []
+    trainer = Trainer(model, data, TrainProtocol(epochs=3, batch_size=32, lr=1e6, device="cpu"))
+    with pytest.raises(TrainingDiverged) as info:
+        trainer.fit(on_epoch=lambda metrics, _: epochs.append(metrics["epoch"]))
+    assert "diverged in epoch 1" in str(info.value) and "learning rate" in str(info.value)
+    assert epochs == [] and trainer.history == []   # nothing reported as a result
+
+
+def test_hetero_run_exits_1_on_divergence_and_writes_no_result(tmp_path, capsys):
+    from hetero.cli import main
+
+    out = tmp_path / "run"
+    code = main(["run", "--baseline", "--width-mult", "0.5", "--lr", "1e6", "--epochs", "2",
+                 "--data-fraction", "0.1", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "diverged in epoch" in err and len(err.splitlines()) == 1
+    assert not (out / "result.json").exists() and not (out / "lwdna.json").exists()
+
+
+# ---- checkpoints ------------------------------------------------------------------------------
+def test_run_resume_refuses_a_checkpoint_that_is_not_plain_data(tmp_path, capsys):
+    """A planted pickle must not run code: torch.load(weights_only=True) refuses it."""
+    from hetero.cli import main
+
+    torch.save({"payload": PurePosixPath("any object")}, tmp_path / "checkpoint.pt")
+    code = main(["run", "--resume", "--out", str(tmp_path), "--epochs", "1", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "is not a hetero checkpoint" in err and "drop --resume" in err
+    assert len(err.splitlines()) == 1
+
+
+# ---- data -----------------------------------------------------------------------------------
+def write_folder(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 3), ("test", 2)):
+        for cls in ("cat", "dog"):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                Image.fromarray(pixels, "RGB").save(folder / f"{i}.jpg")
+    return root
+
+
+def test_unreadable_images_are_skipped_with_one_warning_naming_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("HETERO_CACHE", str(tmp_path / "cache"))
+    root = write_folder(tmp_path / "pets")
+    (root / "train" / "cat" / "0.jpg").write_bytes(b"not a jpeg")          # unidentifiable
+    whole = (root / "train" / "dog" / "2.jpg").read_bytes()
+    (root / "train" / "dog" / "2.jpg").write_bytes(whole[: len(whole) // 2])  # truncated
+    assert dataset_shape("imagefolder", root) == (3, 8, 2)  # the first readable image decides
+    for _ in range(2):   # decoded, then from the cache: the same warning both times
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = load_dataset("imagefolder", root)
+        messages = [str(w.message) for w in caught if "unreadable" in str(w.message)]
+        assert len(messages) == 1, messages
+        assert "skipped 2 unreadable image(s)" in messages[0]
+        assert "train/cat/0.jpg" in messages[0] and "train/dog/2.jpg" in messages[0]
+        assert (data.num_train, data.num_test) == (4, 4)
+        assert data.train_y.tolist() == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("name, data_dir, needle", [
+    ("cifar10", "missing", "data_dir missing does not exist"),
+    ("cifar10", "empty", "cifar10 not found"),
+    ("imagefolder", None, "needs data_dir"),
+    ("imagefolder", "empty", "needs a train/ and a test/"),
+])
+def test_check_data_refuses_missing_data_in_one_line(tmp_path, monkeypatch, name, data_dir,
+                                                     needle):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises((FileNotFoundError, ValueError)) as info:
+        check_data(name, data_dir)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_check_data_accepts_good_folders(tmp_path):
+    check_data("digits")
+    check_data("imagefolder", write_folder(tmp_path / "pets"))
+    check_data("cifar10", tmp_path / "nowhere_yet", download=True)  # torchvision makes it

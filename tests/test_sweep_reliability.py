@@ -1,0 +1,220 @@
+"""Nothing reported that did not happen: Ctrl-C, divergence, all-failed sweeps, exposure.
+
+Real Ray, real MLflow, real training on digits (slow: a driver subprocess is interrupted with
+SIGINT and resumed; in-process sweeps share one private Ray).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from test_sweep_run import TINY, alive, child_runs, descendants, parent_runs, trial_run_statuses
+
+from sweeps import keys
+from sweeps.spec import TESTING_ENV, spec_from_dict
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    from sweeps.runner import ray_session
+
+    with ray_session(num_cpus=2):
+        yield
+
+
+def testing_spec(**fields):
+    os.environ[TESTING_ENV] = "1"
+    try:
+        return spec_from_dict(fields)
+    finally:
+        del os.environ[TESTING_ENV]
+
+
+# -------------------------------------------------------------------- exposure
+def listening_sockets(pids: set[int]) -> list[tuple[str, str]]:
+    """(local address, process) of every TCP listener owned by one of ``pids`` (``ss -ltnp``)."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        owners = {int(p) for p in re.findall(r"pid=(\d+)", line)}
+        if owners & pids:
+            found.append((line.split()[3], re.findall(r'\("([^"]+)"', line)[0]))
+    return found
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]").removeprefix("::ffff:")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False   # "*", "0.0.0.0", "::": every interface
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ss and /proc are Linux tools")
+def test_a_local_sweep_listens_on_loopback_only(local_ray, tmp_path):
+    import ray
+
+    from sweeps.server import MlflowServer
+
+    @ray.remote
+    def node_ip() -> str:
+        return ray.util.get_node_ip_address()
+
+    assert ray.get(node_ip.remote()) == "127.0.0.1"   # a worker is up, listening too
+    with MlflowServer(f"sqlite:///{tmp_path / 'mlflow.db'}"):
+        sockets = listening_sockets({os.getpid(), *descendants(os.getpid())})
+    names = {name for _, name in sockets}
+    assert {"gcs_server", "raylet"} <= names and any("mlflow" in n or "uvicorn" in n
+                                                     or "python" in n for n in names), sockets
+    exposed = [s for s in sockets if not is_loopback(s[0])]
+    assert not exposed, f"listening beyond loopback: {exposed}"
+
+
+# -------------------------------------------------------------------- divergence
+def test_a_diverged_trial_fails_alone_and_stays_out_of_the_report(local_ray, tmp_path):
+    from mlflow import MlflowClient
+
+    from analysis.report import create_report
+    from sweeps.runner import run_sweep
+
+    spec = testing_spec(**{**TINY, "name": "nan", "space": {**TINY["space"], "targets": [1.0]},
+                           "resources": {"cpus": 1, "max_concurrent": 1},
+                           "storage": str(tmp_path / "ray_results"),
+                           "testing": {"diverge": "baseline"}})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    results = run_sweep(spec, tracking_uri=uri)
+    by_kind = {t.kind: t for t in results.trials}
+    assert by_kind["lwdna"].finished and by_kind["lwdna"].error is None
+    error = by_kind["baseline"].error
+    assert "diverged in epoch 1" in error and "lower the learning rate" in error
+    assert "failed: " in results.summary() and "diverged in epoch 1" in results.summary()
+
+    client = MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name("nan").experiment_id
+    (parent,) = parent_runs(client, experiment_id)
+    assert parent.info.status == "FINISHED"   # the sweep carried on: one trial did finish
+    runs = {r.data.tags[keys.TAG_KIND]: r for r in child_runs(client, experiment_id,
+                                                               parent.info.run_id)}
+    assert runs["baseline"].info.status == "FAILED"
+    assert "diverged in epoch 1" in runs["baseline"].data.tags[keys.TAG_FAILURE]
+    assert keys.METRIC_ACCURACY not in runs["baseline"].data.metrics  # no epoch reported
+    assert runs["lwdna"].info.status == "FINISHED"
+
+    report = create_report(tracking_uri=uri, experiment="nan", out_dir=tmp_path / "report",
+                           log_to_mlflow=False)
+    assert list(report.sweep.trials["kind"]) == ["lwdna"]
+    assert runs["baseline"].info.run_id not in set(report.front.points["run_id"])
+    assert report.sweep.n_failed == 1
+    assert "1 failed" in (tmp_path / "report" / "summary.md").read_text()
+
+
+def stale_sweep(uri: str, sweep: str) -> tuple[str, str]:
+    """A parent and a child run left RUNNING by a driver that was SIGKILLed."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.create_experiment(sweep)
+    parent = client.create_run(experiment, tags={keys.TAG_KIND: keys.KIND_SWEEP,
+                                                 keys.TAG_SWEEP: sweep})
+    child = client.create_run(experiment, tags={keys.TAG_KIND: keys.KIND_LWDNA,
+                                                keys.TAG_PARENT_RUN_ID: parent.info.run_id})
+    return parent.info.run_id, child.info.run_id
+
+
+def test_a_sweep_whose_trials_all_fail_is_failed_and_exits_non_zero(local_ray, tmp_path,
+                                                                     monkeypatch, capsys):
+    """Also: a new sweep of a name whose last driver was killed marks its leftovers KILLED."""
+    from mlflow import MlflowClient
+
+    from hetero.cli import main
+
+    spec = {**TINY, "name": "allnan", "space": {**TINY["space"], "targets": [1.0]},
+            "baselines": [], "protocol": {"epochs": 1, "batch_size": 64}, "retries": 0,
+            "storage": str(tmp_path / "ray_results"), "testing": {"diverge": True}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv(TESTING_ENV, "1")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    stale = stale_sweep(uri, "allnan")
+    assert main(["sweep", str(tmp_path / "spec.yaml"), "--tracking-uri", uri]) == 1
+    out, err = capsys.readouterr()
+    assert "0 finished" in out and "marked it and its running trials KILLED" in err
+    client = MlflowClient(uri)
+    assert [client.get_run(r).info.status for r in stale] == ["KILLED", "KILLED"]
+    parents = parent_runs(client, client.get_experiment_by_name("allnan").experiment_id)
+    new = [p for p in parents if p.info.run_id != stale[0]]
+    assert [p.info.status for p in new] == ["FAILED"]
+
+
+# -------------------------------------------------------------------- Ctrl-C and --resume
+def wait_for_finished_and_running(driver: subprocess.Popen, db: Path, log: Path) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        statuses = trial_run_statuses(db)
+        if "FINISHED" in statuses and "RUNNING" in statuses:
+            return
+        assert driver.poll() is None, f"driver ended early:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+    pytest.fail(f"no finished + running trial runs within 300 s:\n{log.read_text()[-3000:]}")
+
+
+def test_sigint_exits_non_zero_marks_killed_and_resume_finishes_each_trial_once(tmp_path):
+    from mlflow import MlflowClient
+
+    spec = {**TINY, "name": "intr", "protocol": {"epochs": 3, "batch_size": 64},
+            "baselines": [0.5, 1.0], "storage": str(tmp_path / "ray_results")}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    command = [sys.executable, "-m", "sweeps.cli", "spec.yaml", "--name", "intr"]
+    log = tmp_path / "driver.log"
+    with open(log, "w") as out:
+        driver = subprocess.Popen(command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        wait_for_finished_and_running(driver, tmp_path / "mlflow.db", log)
+        tree = descendants(driver.pid)
+        driver.send_signal(signal.SIGINT)   # what `kill -INT` does; Ctrl-C signals the group
+        assert driver.wait(180) == 130, log.read_text()[-3000:]
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "--resume --name intr" in text, text[-3000:]
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in tree) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not [p for p in tree if alive(p)], "Ray or MLflow processes outlived the driver"
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name("intr").experiment_id
+    (parent,) = parent_runs(client, experiment_id)
+    assert parent.info.status == "KILLED"
+    children = child_runs(client, experiment_id, parent.info.run_id)
+    statuses = sorted(r.info.status for r in children)
+    assert "KILLED" in statuses and "RUNNING" not in statuses, statuses
+    for run in children:   # a finished trial ran every epoch; an interrupted one is not "done"
+        if run.info.status == "FINISHED":
+            assert run.data.metrics[keys.METRIC_EPOCH] == 3
+            assert run.data.tags[keys.TAG_STOPPED_EARLY] == "false"
+
+    done = subprocess.run([*command, "--resume"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (parent,) = parent_runs(client, experiment_id)
+    assert parent.info.status == "FINISHED"
+    children = child_runs(client, experiment_id, parent.info.run_id)
+    assert sorted(r.info.status for r in children) == ["FINISHED"] * 4
+    assert len({r.data.tags[keys.TAG_TRIAL_ID] for r in children}) == 4
+    for run in children:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id,
+                                                           keys.METRIC_ACCURACY)]
+        assert sorted(steps) == [1, 2, 3], (run.info.run_name, steps)
