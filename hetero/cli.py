@@ -32,14 +32,14 @@ FLAG_ALIASES = {"variant": ("--depth",)}
 
 
 def _add_settings(p: argparse.ArgumentParser, cls: type, *, only: tuple[str, ...] | None = None,
-                  skip: tuple[str, ...] = ()) -> None:
+                  skip: tuple[str, ...] = (), defaults: dict[str, Any] | None = None) -> None:
     """One flag per declared setting of ``cls`` (``--width-mult`` for ``width_mult``), with its
     help, choices and range from the declaration; a flag not given stays None (the default)."""
     from dataclasses import fields
 
     from hetero.settings import declared
 
-    defaults = {f.name: f.default for f in fields(cls)}
+    defaults = {**{f.name: f.default for f in fields(cls)}, **(defaults or {})}
     for name, s in declared(cls).items():
         if not s.cli or name in skip or (only is not None and name not in only):
             continue
@@ -320,6 +320,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hetero.trial import TrialSpec
+
     parser = OneLineParser(
         prog="hetero", description="Widen-shrink search for layer-wise differentiated channel "
                                    "configurations (LW-DNA), run as distributed sweeps.")
@@ -333,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p, positional=True)
     p.add_argument("--dataset", choices=DATASETS, default="cifar10")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--width-mult", type=float, default=1.0)
+    _add_settings(p, TrialSpec, only=("width_mult",), defaults={"width_mult": 1.0})
+    p.set_defaults(width_mult=1.0)
     p.add_argument("--config", default=None, help="a channel-configuration JSON (LW-DNA)")
     p.add_argument("--accounting", choices=("macs", "paper"), default="macs",
                    help="macs: conv+fc (the reference search); paper: + BN, ReLU (paper tables)")
@@ -393,7 +396,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     _attach_delegated(parser, argv)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a bad flag (one line, exit 2) or --help (exit 0)
+        return int(exc.code or 0)
     try:
         _check_device(args)
         return int(args.func(args) or 0)
