@@ -44,8 +44,8 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=DATASETS, default="digits",
-                   help="digits (bundled, default) | cifar10 | cifar100 | imagefolder | imagenet")
-    p.add_argument("--data-dir", default=None, help="dataset folder (cifar, imagefolder, imagenet)")
+                   help=" | ".join(DATASETS) + " (default digits: bundled, no files)")
+    p.add_argument("--data-dir", default=None, help="dataset folder (every dataset but digits)")
     p.add_argument("--download", action="store_true", help="let torchvision download CIFAR")
     p.add_argument("--data-fraction", type=float, default=1.0,
                    help="fraction of the training split to use (default 1.0)")
