@@ -72,8 +72,10 @@ class ImageData:
     num_test: int
     device: torch.device
 
-    def train_batches(self, batch_size: int, *, augment: bool = True, seed: int = 0,
-                      epoch: int = 0, device=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(self, batch_size: int, *, augment: bool = True, flip: bool = True,
+                      seed: int = 0, epoch: int = 0, device=None
+                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``flip=False`` turns the horizontal flip off where the dataset has one."""
         raise NotImplementedError
 
     def test_batches(self, batch_size: int, device=None
@@ -115,7 +117,8 @@ class TensorImageData(ImageData):
         mul, add = self._norm_on[device]
         return torch.addcmul(add, x.to(device, non_blocking=True).float(), mul)
 
-    def train_batches(self, batch_size, *, augment=True, seed=0, epoch=0, device=None):
+    def train_batches(self, batch_size, *, augment=True, flip=True, seed=0, epoch=0,
+                      device=None):
         device = self.device if device is None else torch.device(device)
         gen = _epoch_generator(seed, epoch)
         order = torch.randperm(self.num_train, generator=gen).to(self.device)
@@ -129,7 +132,7 @@ class TensorImageData(ImageData):
             x = self.train_x[idx]
             if augment:
                 x = _random_crop(x, shifts[part], self.pad)
-                if self.flip:
+                if self.flip and flip:  # flips are drawn either way: crops stay the same
                     x = torch.where(flips[part].view(-1, 1, 1, 1), x.flip(3), x)
             yield self._normalize(x, device), self.train_y[idx].to(device)
 
@@ -182,12 +185,12 @@ class StreamingImageData(ImageData):
         self.device = torch.device(device)
         self.workers = min(8, os.cpu_count() or 1) if workers is None else workers
 
-    def _transform(self, train: bool):
+    def _transform(self, train: bool, flip: bool = True):
         from torchvision import transforms as T
 
         size = self.input_size
-        head = ([T.RandomResizedCrop(size), T.RandomHorizontalFlip()] if train
-                else [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)])
+        head = ([T.RandomResizedCrop(size), *([T.RandomHorizontalFlip()] if flip else [])]
+                if train else [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)])
         return T.Compose([*head, T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
     def _batches(self, samples, transform, batch_size, sampler, gen, device):
@@ -198,11 +201,12 @@ class StreamingImageData(ImageData):
         for x, y in loader:
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
-    def train_batches(self, batch_size, *, augment=True, seed=0, epoch=0, device=None):
+    def train_batches(self, batch_size, *, augment=True, flip=True, seed=0, epoch=0,
+                      device=None):
         gen = _epoch_generator(seed, epoch)
         order = torch.randperm(self.num_train, generator=gen).tolist()
-        yield from self._batches(self.train, self._transform(augment), batch_size, order, gen,
-                                 device)
+        yield from self._batches(self.train, self._transform(augment, flip), batch_size, order,
+                                 gen, device)
 
     def test_batches(self, batch_size, device=None):
         order = list(range(self.num_test))

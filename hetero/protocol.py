@@ -40,7 +40,9 @@ class TrainProtocol:
     kd_weight: float = 0.0             # > 0: distil from the widened teacher (paper: 0.4)
     kd_temperature: float = 4.0
     eval_batch_size: int = 500
-    augment: bool = True               # random crop (pad 4 / 1 for 8x8) + horizontal flip
+    augment: bool = True               # random crop (pad: 1/8 of the size) + horizontal flip
+    flip: bool = True                  # False: no flip, as the reference's ImageNet and
+                                       # Tiny-ImageNet loaders by default (method.md pitfall 9)
     amp: bool = True                   # CUDA only (bf16 autocast); ignored on CPU
     channels_last: bool = True         # CUDA only; slower on CPU
     device: str = "auto"               # auto | cpu | cuda | cuda:N

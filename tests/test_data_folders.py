@@ -14,6 +14,9 @@ import torch
 from PIL import Image
 
 from hetero.data import CIFAR_MEAN, CIFAR_STD, TINY_MEAN, TINY_STD, dataset_shape, load_dataset
+from hetero.models import create_model
+from hetero.protocol import TrainProtocol
+from hetero.train import Trainer
 
 WNIDS = ("n01443537", "n01629819", "n02124075")  # deliberately not in sorted order below
 TRAIN_PER_CLASS, VAL_PER_CLASS = 3, 2
@@ -92,12 +95,12 @@ def _to_pixels(data, x: torch.Tensor) -> torch.Tensor:
     return torch.round((x * std + mean) * 255).to(torch.uint8)
 
 
-def _augmentation_kinds(data, pad: int, seeds=range(4)) -> list:
+def _augmentation_kinds(data, pad: int, seeds=range(4), flip: bool = True) -> list:
     """How each augmented training image relates to its original, over a few epochs' batches."""
     kinds = []
     for seed in seeds:
         plain, _ = next(data.train_batches(64, augment=False, seed=seed))
-        augmented, _ = next(data.train_batches(64, augment=True, seed=seed))
+        augmented, _ = next(data.train_batches(64, augment=True, flip=flip, seed=seed))
         pairs = zip(_to_pixels(data, plain), _to_pixels(data, augmented), strict=True)
         kinds += [_crop_kind(result, original, pad) for original, result in pairs]
     return kinds
@@ -132,6 +135,34 @@ def test_tinyimagenet_augments_with_an_8_pixel_crop_and_a_flip(tmp_path):
     # augmentation, not the reference's inverted default that drops it)
     assert None not in kinds and {"plain", "flip"} == set(kinds)
     assert None in _augmentation_kinds(data, pad=4)  # shifts beyond 4 px happen: the pad is 8
+
+
+def test_protocol_flip_false_drops_the_flip_and_keeps_the_crops(tmp_path):
+    data = load_dataset("tinyimagenet", _shipped_tiny(tmp_path / "tiny"))
+    assert set(_augmentation_kinds(data, pad=8, flip=False)) == {"plain"}
+    with_flip, _ = _concat(data.train_batches(4, seed=2))
+    without, _ = _concat(data.train_batches(4, seed=2, flip=False))
+    kinds = [_crop_kind(a, b, 0) for a, b in zip(with_flip, without, strict=True)]
+    assert set(kinds) == {"plain", "flip"}  # the same crop, mirrored or not
+
+
+def test_the_trainer_passes_the_protocol_flip_to_the_data():
+    class Recording:
+        def __init__(self, data):
+            self.data, self.flips = data, []
+
+        def __getattr__(self, name):
+            return getattr(self.data, name)
+
+        def train_batches(self, *args, **kwargs):
+            self.flips.append(kwargs.get("flip"))
+            return self.data.train_batches(*args, **kwargs)
+
+    data = Recording(load_dataset("digits", fraction=0.05))
+    model = create_model("resnet20", num_classes=10, input_size=8, in_channels=1)
+    protocol = TrainProtocol(epochs=2, batch_size=64, device="cpu", flip=False)
+    Trainer(model, data, protocol).fit()
+    assert data.flips == [False, False]
 
 
 @pytest.mark.parametrize("val_split", ["val", "test"])
