@@ -1,8 +1,8 @@
 """Datasets as tensors on the training device, with batched augmentation (airbench style).
 
 Small datasets (digits, CIFAR, Tiny-ImageNet, image folders up to ``MAX_IN_MEMORY`` images) are
-decoded once,
-cached as uint8 tensors, and held as one tensor on the device; crop and flip run on whole batches.
+decoded once, cached as uint8 tensors, and held as one tensor on the device; crop and flip run on
+whole batches.
 ImageNet is streamed through a DataLoader. Both kinds share the :class:`ImageData` interface.
 Batch order and augmentation are a pure function of (seed, epoch), so a resumed run sees the
 same batches as an uninterrupted one.
