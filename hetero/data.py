@@ -1,7 +1,8 @@
 """Datasets as tensors on the training device, with batched augmentation (airbench style).
 
-Small datasets (digits, CIFAR, image folders up to ``MAX_IN_MEMORY`` images) are decoded once,
-cached as uint8 tensors, and held as one tensor on the device; crop and flip run on whole batches.
+Small datasets (digits, CIFAR, Tiny-ImageNet, image folders up to ``MAX_IN_MEMORY`` images) are
+decoded once, cached as uint8 tensors, and held as one tensor on the device; crop and flip run on
+whole batches.
 ImageNet is streamed through a DataLoader. Both kinds share the :class:`ImageData` interface.
 Batch order and augmentation are a pure function of (seed, epoch), so a resumed run sees the
 same batches as an uninterrupted one.
@@ -31,6 +32,9 @@ CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Reference code's Tiny-ImageNet loader (method.md 1.7).
+TINY_MEAN = (0.4802, 0.4481, 0.3975)
+TINY_STD = (0.2302, 0.2265, 0.2262)
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
 DIGITS_SPLIT_SEED = 0   # constant: every trial seed sees the same digits test set
@@ -40,6 +44,10 @@ CACHE_FORMAT = 1        # bump when the cached tensors change meaning
 
 FOLDER_LAYOUT = ("DIR/train/<class>/*.jpg and DIR/test/<class>/*.jpg (or DIR/val/<class>/...), "
                  "one subfolder per class, the same class names in both splits")
+TINY_SHIPPED = ("the archive as shipped: DIR/wnids.txt, DIR/train/<wnid>/images/*.JPEG, "
+                "DIR/val/images/*.JPEG and DIR/val/val_annotations.txt (<file> TAB <wnid> per line)")
+TINY_LAYOUT = (f"{TINY_SHIPPED}; or an image folder: DIR/train/<class>/*.jpg and "
+               "DIR/val/<class>/*.jpg (or DIR/test/<class>/)")
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -65,8 +73,10 @@ class ImageData:
     num_test: int
     device: torch.device
 
-    def train_batches(self, batch_size: int, *, augment: bool = True, seed: int = 0,
-                      epoch: int = 0, device=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(self, batch_size: int, *, augment: bool = True, flip: bool = True,
+                      seed: int = 0, epoch: int = 0, device=None
+                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``flip=False`` turns the horizontal flip off where the dataset has one."""
         raise NotImplementedError
 
     def test_batches(self, batch_size: int, device=None
@@ -108,7 +118,8 @@ class TensorImageData(ImageData):
         mul, add = self._norm_on[device]
         return torch.addcmul(add, x.to(device, non_blocking=True).float(), mul)
 
-    def train_batches(self, batch_size, *, augment=True, seed=0, epoch=0, device=None):
+    def train_batches(self, batch_size, *, augment=True, flip=True, seed=0, epoch=0,
+                      device=None):
         device = self.device if device is None else torch.device(device)
         gen = _epoch_generator(seed, epoch)
         order = torch.randperm(self.num_train, generator=gen).to(self.device)
@@ -122,7 +133,7 @@ class TensorImageData(ImageData):
             x = self.train_x[idx]
             if augment:
                 x = _random_crop(x, shifts[part], self.pad)
-                if self.flip:
+                if self.flip and flip:  # flips are drawn either way: crops stay the same
                     x = torch.where(flips[part].view(-1, 1, 1, 1), x.flip(3), x)
             yield self._normalize(x, device), self.train_y[idx].to(device)
 
@@ -178,12 +189,12 @@ class StreamingImageData(ImageData):
         self.device = torch.device(device)
         self.workers = min(8, os.cpu_count() or 1) if workers is None else workers
 
-    def _transform(self, train: bool):
+    def _transform(self, train: bool, flip: bool = True):
         from torchvision import transforms as T
 
         size = self.input_size
-        head = ([T.RandomResizedCrop(size), T.RandomHorizontalFlip()] if train
-                else [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)])
+        head = ([T.RandomResizedCrop(size), *([T.RandomHorizontalFlip()] if flip else [])]
+                if train else [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)])
         return T.Compose([*head, T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
     def _batches(self, samples, transform, batch_size, sampler, gen, device):
@@ -194,11 +205,12 @@ class StreamingImageData(ImageData):
         for x, y in loader:
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
-    def train_batches(self, batch_size, *, augment=True, seed=0, epoch=0, device=None):
+    def train_batches(self, batch_size, *, augment=True, flip=True, seed=0, epoch=0,
+                      device=None):
         gen = _epoch_generator(seed, epoch)
         order = torch.randperm(self.num_train, generator=gen).tolist()
-        yield from self._batches(self.train, self._transform(augment), batch_size, order, gen,
-                                 device)
+        yield from self._batches(self.train, self._transform(augment, flip), batch_size, order,
+                                 gen, device)
 
     def test_batches(self, batch_size, device=None):
         order = list(range(self.num_test))
@@ -220,6 +232,8 @@ def load_dataset(name: str = "digits", data_dir: str | os.PathLike | None = None
         data = _load_digits(device)
     elif name in CIFAR_FOLDERS:
         data = _load_cifar(name, data_dir, download, device)
+    elif name == "tinyimagenet":
+        data = _load_tinyimagenet(_require_dir(name, data_dir), device)
     elif name == "imagefolder":
         data = _load_imagefolder(_require_dir(name, data_dir), device)
     elif name == "imagenet":
@@ -235,6 +249,9 @@ def dataset_shape(name: str, data_dir: str | os.PathLike | None = None) -> tuple
         return _inspect_folder(_require_dir(name, data_dir))
     if name == "imagenet" and data_dir is not None and (Path(data_dir) / "train").is_dir():
         return 3, 224, len(_class_names(Path(data_dir) / "train"))
+    if name in FIXED_STATS_FOLDERS and data_dir is not None and (Path(data_dir) / "train").is_dir():
+        channels, size, _ = DATASET_SHAPES[name]
+        return channels, size, len(_fixed_stats_classes(name, Path(data_dir).expanduser()))
     if name not in DATASET_SHAPES:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return DATASET_SHAPES[name]
@@ -262,8 +279,8 @@ def check_data(name: str, data_dir: str | os.PathLike | None = None, *,
 
 def _require_dir(name: str, data_dir) -> Path:
     if data_dir is None:
-        raise ValueError(f"dataset {name!r} needs data_dir (--data-dir), laid out as "
-                         f"{FOLDER_LAYOUT}")
+        layout = TINY_LAYOUT if name == "tinyimagenet" else FOLDER_LAYOUT
+        raise ValueError(f"dataset {name!r} needs data_dir (--data-dir), laid out as {layout}")
     return Path(data_dir).expanduser().resolve()
 
 
@@ -335,6 +352,8 @@ def _default_data_dir() -> Path:
 
 def _load_cifar(name: str, data_dir, download: bool, device) -> TensorImageData:
     root = Path(data_dir).expanduser().resolve() if data_dir else _default_data_dir()
+    if not download and (root / "train").is_dir():
+        return _load_cifar_folder(name, root, device)
     if download:
         _torchvision_cifar(name, root, train=True, download=True)
         _torchvision_cifar(name, root, train=False, download=True)
@@ -355,7 +374,8 @@ def _cifar_missing_message(name: str, root: Path) -> str:
     return (f"{name} not found: searched {root / CIFAR_FOLDERS[name]}. No network download "
             f"happens unless --download (download=True) is given. Expected layout: "
             f"{root}/{CIFAR_FOLDERS[name]}/{{{layout}}} (torchvision's python version), or "
-            f"pass --data-dir pointing at the folder that contains {CIFAR_FOLDERS[name]}/")
+            f"pass --data-dir pointing at the folder that contains {CIFAR_FOLDERS[name]}/, or at "
+            f"an image folder DIR/train/<class>/*.png and DIR/test/<class>/*.png of 32x32 images")
 
 
 def _torchvision_cifar(name: str, root: Path, *, train: bool, download: bool):
@@ -509,6 +529,128 @@ def _decode_images(paths: list[str], channels: int, size: int,
 def _load_imagenet(root: Path, device) -> StreamingImageData:
     classes, train, test = _folder_samples(root)
     return StreamingImageData("imagenet", train, test, num_classes=len(classes), device=device)
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper's datasets brought as folders: Tiny-ImageNet (as shipped, or an image folder) and
+# CIFAR as an image folder. Unlike `imagefolder` they keep the reference's fixed statistics
+# (method.md 1.7), so a subset normalises exactly as the full dataset does.
+
+FIXED_STATS_FOLDERS = {"tinyimagenet": (TINY_MEAN, TINY_STD), "cifar10": (CIFAR_MEAN, CIFAR_STD),
+                       "cifar100": (CIFAR_MEAN, CIFAR_STD)}
+
+
+def _load_cifar_folder(name: str, root: Path, device) -> TensorImageData:
+    return _load_fixed_stats(name, root, _folder_samples(root), device)
+
+
+def _load_tinyimagenet(root: Path, device) -> TensorImageData:
+    if not root.is_dir():
+        raise _tiny_error(root, "the folder does not exist")
+    if _is_shipped_tiny(root):
+        samples = _tiny_shipped_samples(root)
+    else:
+        try:
+            samples = _folder_samples(root)
+        except FileNotFoundError as err:
+            shipped = TINY_SHIPPED.replace("DIR", str(root))
+            raise FileNotFoundError(f"tinyimagenet: {err}; or {shipped}") from None
+    return _load_fixed_stats("tinyimagenet", root, samples, device)
+
+
+def _load_fixed_stats(name: str, root: Path, samples, device) -> TensorImageData:
+    classes, train, test = samples
+    channels, size, _ = DATASET_SHAPES[name]
+    _check_image_size(name, Path(train[0][0]), size)
+    # The label files decide the val labels: a change to them must invalidate the cache too.
+    label_files = [p for p in (root / "wnids.txt", root / "val" / "val_annotations.txt")
+                   if p.is_file()]
+    files = [Path(p) for p, _ in train + test] + label_files
+    arrays, from_cache = _cached(name, root, files,
+                                 lambda: _decode_folder(train, test, channels, size, root))
+    mean, std = FIXED_STATS_FOLDERS[name]
+    return TensorImageData(name, (arrays["train_x"], arrays["train_y"]),
+                           (arrays["test_x"], arrays["test_y"]), num_classes=len(classes),
+                           scale=1 / 255, mean=mean, std=std, flip=True, device=device,
+                           from_cache=from_cache)
+
+
+def _check_image_size(name: str, path: Path, size: int) -> None:
+    from PIL import Image
+
+    with Image.open(path) as img:  # reads the header only
+        if img.size != (size, size):
+            raise ValueError(f"{name} images are {size}x{size}, but {path} is {img.size[0]}x"
+                             f"{img.size[1]}: use dataset 'imagefolder' for other sizes")
+
+
+def _fixed_stats_classes(name: str, root: Path) -> list[str]:
+    return _tiny_classes(root) if name == "tinyimagenet" else _class_names(root / "train")
+
+
+def _tiny_error(root: Path, problem: str) -> FileNotFoundError:
+    return FileNotFoundError(f"tinyimagenet folder {root}: {problem}. Expected layout: "
+                             f"{TINY_LAYOUT.replace('DIR', str(root))}")
+
+
+def _is_shipped_tiny(root: Path) -> bool:
+    val = root / "val"
+    return ((root / "wnids.txt").is_file() or (val / "images").is_dir()
+            or (val / "val_annotations.txt").is_file())
+
+
+def _tiny_classes(root: Path) -> list[str]:
+    wnids = root / "wnids.txt"
+    if wnids.is_file():
+        names = [line.strip() for line in wnids.read_text().splitlines() if line.strip()]
+    else:
+        names = _class_names(root / "train") if (root / "train").is_dir() else []
+    if not names:
+        raise _tiny_error(root, "no classes: wnids.txt and train/<wnid>/ are empty or missing")
+    return sorted(names)  # sorted, as ImageFolder does: both layouts give the same labels
+
+
+def _tiny_shipped_samples(root: Path):
+    classes = _tiny_classes(root)
+    index = {wnid: i for i, wnid in enumerate(classes)}
+    train = []
+    for wnid in classes:
+        folder = root / "train" / wnid / "images"
+        if not folder.is_dir():
+            raise _tiny_error(root, f"train/{wnid}/images/ is missing")
+        train += [(str(p), index[wnid]) for p in _images_in(folder)]
+    if not train:
+        raise _tiny_error(root, "no images in train/<wnid>/images/")
+    return classes, train, _tiny_val_samples(root, index)
+
+
+def _tiny_val_samples(root: Path, index: dict[str, int]) -> list[tuple[str, int]]:
+    annotations = root / "val" / "val_annotations.txt"
+    if not annotations.is_file():
+        raise _tiny_error(root, "val/val_annotations.txt is missing (it gives each val image's "
+                                "wnid)")
+    samples = []
+    for number, line in enumerate(annotations.read_text().splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"val/val_annotations.txt line {number}"
+        if len(fields) < 2:
+            raise _tiny_error(root, f"{where} is not '<file> TAB <wnid>': {line.strip()!r}")
+        if fields[1] not in index:
+            raise _tiny_error(root, f"{where} names wnid {fields[1]!r}, which is not a class "
+                                    f"(wnids.txt, train/<wnid>/)")
+        path = root / "val" / "images" / fields[0]
+        if not path.is_file():
+            raise _tiny_error(root, f"{where} names val/images/{fields[0]}, which is missing")
+        samples.append((str(path), index[fields[1]]))
+    if not samples:
+        raise _tiny_error(root, "val/val_annotations.txt lists no images")
+    return samples
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -46,7 +46,10 @@ class TrainProtocol:
     kd_temperature: float = setting(4.0, "distillation temperature", lo=0, lo_open=True,
                                     cli=False)
     eval_batch_size: int = setting(500, "evaluation batch size", lo=1, integer=True, cli=False)
-    augment: bool = setting(True, "random crop + horizontal flip", cli=False)
+    augment: bool = setting(True, "random crop (pad: 1/8 of the size) + horizontal flip",
+                            cli=False)
+    flip: bool = setting(True, "horizontal flip; false reproduces the reference's ImageNet and "
+                         "Tiny-ImageNet loaders (method.md pitfall 9)", cli=False)
     amp: bool = setting(True, "bf16 autocast (CUDA only; ignored on CPU)", cli=False)
     channels_last: bool = setting(True, "channels_last memory format (CUDA only)", cli=False)
     device: str = setting("auto", "auto | cpu | cuda | cuda:N")

@@ -143,8 +143,8 @@ class Trainer:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         seen = 0
-        for x, y in self.data.train_batches(p.batch_size, augment=p.augment, seed=self.seed,
-                                            epoch=self.epoch, device=self.device):
+        for x, y in self.data.train_batches(p.batch_size, augment=p.augment, flip=p.flip,
+                                            seed=self.seed, epoch=self.epoch, device=self.device):
             x = x.contiguous(memory_format=self.memory_format)
             loss, logits = self._step(x, y)
             loss_sum += loss.detach() * len(y)
