@@ -274,7 +274,9 @@ def _context(spec: SweepSpec, tracking: TrialTracking, trial_uri: str,
     return TrialContext(fixed=fixed, tracking=trial_tracking, model_label=spec.model.name,
                         family=base.family, variant=base.variant, varying=varying,
                         threads=thread_count(spec.resources.cpus), fail_marker_dir=marker_dir,
-                        fail_kinds=fail_kinds)
+                        fail_kinds=fail_kinds,
+                        log_models=spec.tracking.models == keys.MODELS_ALL,
+                        latency_batch=spec.tracking.latency_batch)
 
 
 # ---------------------------------------------------------------------------------- Tune

@@ -104,6 +104,8 @@ class ResourceSpec:
 class TrackingSpec:
     uri: str | None = None          # None: sqlite:///mlflow.db in the current folder
     experiment: str | None = None   # None: the spec's name
+    models: str = keys.MODELS_ALL   # all: every trained network as an MLflow model; none
+    latency_batch: int = 64         # throughput batch of the latency metrics; 0: not measured
 
 
 @dataclass(frozen=True)
@@ -284,7 +286,11 @@ RESOURCE_SCHEMA: dict[str, Validator] = {
     "gpus": _number(0),
     "max_concurrent": _optional(_number(1, integer=True)),
 }
-TRACKING_SCHEMA: dict[str, Validator] = {"uri": _optional(_text), "experiment": _optional(_text)}
+TRACKING_SCHEMA: dict[str, Validator] = {
+    "uri": _optional(_text), "experiment": _optional(_text),
+    "models": _one_of(keys.MODELS_ALL, keys.MODELS_NONE),
+    "latency_batch": _number(0, integer=True),
+}
 TESTING_SCHEMA: dict[str, Validator] = {
     "fail_first_attempt": lambda path, v: (
         v if isinstance(v, bool) else _one_of(keys.KIND_LWDNA, keys.KIND_BASELINE)(path, v)),

@@ -45,6 +45,8 @@ class TrialContext:
     threads: int = 1
     fail_marker_dir: str | None = None  # testing hook: fail trials once (see spec.testing)
     fail_kinds: tuple[str, ...] = ()
+    log_models: bool = True          # spec tracking.models: all (True) | none
+    latency_batch: int = 64          # spec tracking.latency_batch; 0: no latency measurement
 
 
 def trial_spec(context: TrialContext, hp: dict[str, Any]):
@@ -183,7 +185,11 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     reporter = EpochReporter(run, context, spec)
     restored = _restored_checkpoint()
     try:
-        result = run_trial(spec, on_epoch=reporter, checkpoint=restored)
+        data = _load_data(spec)
+        _log_dataset(run, spec, data)
+        result = run_trial(spec, on_epoch=reporter, checkpoint=restored, data=data)
+        outputs = _trained_outputs(context, run, spec, result,
+                                   reporter.last_checkpoint or restored)
     except SystemExit:
         # Tune stops a trial (e.g. ASHA) by raising SystemExit inside tune.report.
         run.end(FINISHED, stopped_early=True)
@@ -191,7 +197,8 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     except BaseException:
         run.end(FAILED)
         raise
-    final = {**result.metrics(), keys.METRIC_TRIAL_SECONDS: time.perf_counter() - start,
+    final = {**result.metrics(), **outputs,
+             keys.METRIC_TRIAL_SECONDS: time.perf_counter() - start,
              keys.METRIC_REPORT_SECONDS: reporter.seconds}
     # Values already logged at the last epoch are not logged twice at the same step.
     run.finish(result, step=result.epochs,
@@ -200,6 +207,73 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     # for that must propagate (swallowed, the trial's thread would never end).
     reporter.report({**reporter.last_metrics, **final, keys.METRIC_EPOCH: result.epochs},
                     reporter.last_checkpoint or restored)
+
+
+def _load_data(spec):
+    """The trial's data, loaded here (not inside run_trial) so its digest can be logged."""
+    from hetero.data import load_dataset
+    from hetero.train import resolve_device
+
+    return load_dataset(spec.dataset, spec.data_dir, download=spec.download,
+                        fraction=spec.data_fraction, seed=spec.seed,
+                        device=resolve_device(spec.protocol.device))
+
+
+def _log_dataset(run: TrialRun, spec, data) -> None:
+    from sweeps.inputs import log_dataset
+
+    start = time.perf_counter()
+    digest = log_dataset(run.client, run.run_id, data, name=spec.dataset, data_dir=spec.data_dir,
+                         fraction=spec.data_fraction)
+    run.client.set_tag(run.run_id, keys.TAG_DATASET_DIGEST, digest)
+    run.seconds += time.perf_counter() - start
+
+
+def _trained_outputs(context: TrialContext, run: TrialRun, spec, result,
+                     checkpoint: dict[str, Any] | None) -> dict[str, float]:
+    """Latency metrics of the trained network; its MLflow model (tracking.models: all)."""
+    if checkpoint is None:   # nothing trained in this attempt nor before: nothing to log
+        return {}
+    from sweeps.mlmodel import rebuild_network
+
+    model = rebuild_network(checkpoint["config"], checkpoint["trainer"])
+    metrics = _latency(model, result.config, spec, context.latency_batch, run)
+    if context.log_models:
+        start = time.perf_counter()
+        _log_model(context, run, spec, result, model)
+        run.seconds += time.perf_counter() - start
+    return metrics
+
+
+def _latency(model, config, spec, batch: int, run: TrialRun) -> dict[str, float]:
+    from hetero.latency import measure_latency
+    from hetero.train import resolve_device
+
+    if batch <= 0:
+        return {}
+    device = resolve_device(spec.protocol.device)
+    shape = (config.in_channels, config.input_size, config.input_size)
+    measured = measure_latency(model, shape, device=device, batch_sizes=(1, batch))
+    model.to("cpu")
+    one, many = measured[1], measured[batch]
+    run.client.log_param(run.run_id, keys.PARAM_LATENCY_BATCH, batch)
+    run.client.set_tag(run.run_id, keys.TAG_LATENCY_DEVICE, one.device)
+    return {keys.METRIC_LATENCY_MS: one.median_ms, keys.METRIC_LATENCY_IQR_MS: one.iqr_ms,
+            keys.METRIC_BATCH_LATENCY_MS: many.median_ms,
+            keys.METRIC_BATCH_LATENCY_IQR_MS: many.iqr_ms,
+            keys.METRIC_THROUGHPUT: many.images_per_second}
+
+
+def _log_model(context: TrialContext, run: TrialRun, spec, result, model) -> None:
+    from sweeps.mlmodel import log_network
+
+    tracking = context.tracking
+    info = {keys.METRIC_ACCURACY: result.accuracy, keys.METRIC_FLOPS: result.flops,
+            keys.METRIC_FLOPS_RATIO: result.flops_ratio, "run_id": run.run_id}
+    uri = log_network(tracking.uri, tracking.experiment_id, run.run_id, model,
+                      config=result.config, trial={"kind": spec.kind, **spec.to_dict()},
+                      step=result.epochs, metadata=info)
+    run.client.set_tag(run.run_id, keys.TAG_MODEL_URI, uri)
 
 
 def _open_run(context: TrialContext, hp: dict[str, Any], spec) -> TrialRun:
@@ -220,6 +294,8 @@ def _prepare_worker(context: TrialContext) -> None:
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # Logging a model downloads nothing the user asked for: no progress bars in Tune's output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def thread_count(cpus: float) -> int:
