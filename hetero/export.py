@@ -59,7 +59,7 @@ def _to_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
     # The TorchScript-based exporter: it needs no onnxscript and takes well under a second for
     # hetero's networks (the dynamo exporter needs onnxscript and several seconds).
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
         torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=ONNX_OPSET,
                           input_names=["input"], output_names=["logits"],
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
@@ -67,13 +67,15 @@ def _to_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
 
 def _to_torchscript(module: nn.Module, example: torch.Tensor, path: Path) -> None:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
         torch.jit.save(torch.jit.trace(module, example), str(path))
 
 
 def _to_pt2(module: nn.Module, example: torch.Tensor, path: Path) -> None:
-    # A dynamic batch axis, so the program serves any batch size; a batch of 1 would be
-    # specialised by torch.export, hence the min of 1 declared explicitly.
+    # A dynamic batch axis, so the program serves any batch size. torch.export specialises a
+    # size-1 dimension to a constant, so a single example is traced as a batch of two.
+    if len(example) == 1:
+        example = torch.cat([example, example])
     batch = torch.export.Dim("batch", min=1, max=65536)
     program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
     torch.export.save(program, str(path))
@@ -86,7 +88,7 @@ def run_exported(path, fmt: str, x: torch.Tensor) -> torch.Tensor:
     if fmt == "onnx":
         return _run_onnx(Path(path), x)
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
         if fmt == "torchscript":
             return torch.jit.load(str(path), map_location="cpu")(x)
         return torch.export.load(str(path)).module()(x)

@@ -9,6 +9,7 @@ sweep's child run logs, so ``mlflow.pytorch.load_model`` reads either.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,13 @@ from typing import Any
 from sweeps import keys
 
 __all__ = ["rebuild_network", "example_input", "save_network", "log_network", "load_network",
-           "read_extra", "is_model_folder", "MODEL_NAME", "EXTRA_DIR"]
+           "read_extra", "is_model_folder", "test_batch", "MODEL_NAME", "EXTRA_DIR"]
 
 MODEL_NAME = keys.MODEL_NAME  # runs:/<run_id>/model
 EXTRA_DIR = "extra_files"     # where MLflow puts extra_files inside the model folder
 TRIAL_FILE, PROTOCOL_FILE = "trial.json", "protocol.json"
+# MLflow draws a progress bar per file it copies; saving or loading one model needs none.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def rebuild_network(config: dict[str, Any], trainer_state: dict[str, Any]):
@@ -140,9 +143,12 @@ def load_network(ref: str, tracking_uri: str | None = None):
     import mlflow
     import mlflow.pytorch
 
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
+    from sweeps.tracking import resolve_tracking_uri
+
     uri = _model_uri(ref)
+    if not is_model_folder(ref):
+        mlflow.set_tracking_uri(resolve_tracking_uri(
+            tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")))
     folder = Path(ref) if is_model_folder(ref) else Path(tempfile.mkdtemp(prefix="hetero-model-"))
     # With dst_path MLflow downloads the model folder there (the extra files included).
     model = mlflow.pytorch.load_model(uri if folder != Path(ref) else str(folder),
@@ -162,3 +168,22 @@ def read_extra(folder, name: str) -> str | None:
     path = Path(folder) / EXTRA_DIR / name
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
+
+
+def test_batch(folder, size: int):
+    """The first ``size`` test images of the model's dataset (CPU), or None when unavailable.
+
+    Read from the trial spec stored with the model; a dataset that cannot be loaded here (a
+    folder on another machine) gives None and the caller falls back to a random batch.
+    """
+    from hetero.data import load_dataset
+
+    text = read_extra(folder, TRIAL_FILE)
+    if text is None:
+        return None
+    trial = json.loads(text)
+    try:
+        data = load_dataset(trial["dataset"], trial.get("data_dir"), device="cpu")
+    except (OSError, ValueError, RuntimeError):
+        return None
+    return next(iter(data.test_batches(size, device="cpu")))[0]
