@@ -20,6 +20,11 @@ TAG_LATENCY_DEVICE = "latency_device"  # where latency was measured (the trial's
 TAG_NOTE = "mlflow.note.content"  # the run's description in the UI (markdown)
 TAG_DATASET_DIGEST = "dataset_digest"  # content digest of the data (also in the run's inputs)
 
+# experiment tag: MLflow 3's UI opens an experiment of this kind on its training-runs table
+# (untagged experiments open on the GenAI overview)
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+
 KIND_LWDNA = "lwdna"
 KIND_BASELINE = "baseline"
 KIND_SWEEP = "sweep"

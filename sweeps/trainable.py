@@ -57,16 +57,35 @@ def trial_spec(context: TrialContext, hp: dict[str, Any]):
 
 
 def run_name(model_label: str, varying: tuple[str, ...], hp: dict[str, Any]) -> str:
-    """E.g. ``resnet56 w2.0 t0.50 dhp s0`` or ``resnet56 uniform w0.75 s0``."""
+    """What differs between the sweep's trials first, then what they share.
+
+    E.g. ``w2.0 t0.50 · resnet56 dhp s0`` when width and target vary, ``uniform w0.75 ·
+    resnet56 s0`` for a baseline: the UI cuts long names, so the distinguishing part leads.
+    """
+    tokens = _name_tokens(hp)
     if hp["kind"] == keys.KIND_BASELINE:
-        parts = [model_label, "uniform", f"w{_width(hp['width_mult'])}"]
+        first, rest = ["uniform", tokens["width_mult"]], [model_label]
+        shown: tuple[str, ...] = ("data_fraction", "seed")
     else:
-        parts = [model_label, f"w{_width(hp['width_mult'])}", f"t{hp['target']:.2f}",
-                 hp["criterion"]]
-        parts += [f"{d[0]}{hp[d]:g}" for d in ("remain_ratio", "linear_ratio") if d in varying]
-    if "data_fraction" in varying or hp["data_fraction"] != 1.0:
-        parts.append(f"f{hp['data_fraction']:g}")
-    return " ".join([*parts, f"s{hp['seed']}"])
+        first = [tokens[d] for d in tokens if d in varying]
+        rest = [model_label]
+        shown = tuple(d for d in tokens if d not in varying
+                      and d in ("width_mult", "target", "criterion", "data_fraction", "seed"))
+    rest += [tokens[d] for d in shown
+             if d != "data_fraction" or "data_fraction" in varying or hp[d] != 1.0]
+    if hp["kind"] == keys.KIND_BASELINE:
+        first += [tokens[d] for d in ("data_fraction", "seed") if d in varying]
+        rest = [t for t in rest if t not in first]
+    return " ".join([*first, "·", *rest]) if first else " ".join(rest)
+
+
+def _name_tokens(hp: dict[str, Any]) -> dict[str, str]:
+    """One short token per dimension the trial has (the order names show them in)."""
+    formats = {"width_mult": lambda v: f"w{_width(v)}", "target": lambda v: f"t{v:.2f}",
+               "criterion": str, "remain_ratio": lambda v: f"r{v:.3g}",
+               "linear_ratio": lambda v: f"l{v:.3g}", "data_fraction": lambda v: f"f{v:g}",
+               "seed": lambda v: f"s{v}"}
+    return {d: fmt(hp[d]) for d, fmt in formats.items() if d in hp}
 
 
 def trial_name(model_label: str, varying: tuple[str, ...], trial) -> str:
@@ -80,7 +99,7 @@ def trial_dirname(model_label: str, varying: tuple[str, ...], trial) -> str:
 
 
 def _width(mult: float) -> str:
-    text = f"{mult:g}"
+    text = f"{mult:.3g}"
     return text if "." in text else f"{text}.0"
 
 
