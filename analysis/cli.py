@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for pareto.png/.svg, widths.png, curves.png, front.csv, "
                              "trials.csv, summary.md")
     parser.add_argument("--log-x", action="store_true", help="log-scale FLOPs axis")
+    parser.add_argument("--register", metavar="NAME", default=None,
+                        help="register the front's networks and the width-1.0 baseline as "
+                             "versions of model NAME in the MLflow Model Registry")
     parser.add_argument("--no-log-to-mlflow", dest="log_to_mlflow", action="store_false",
                         help="do not copy the report onto the sweep's parent run")
 
@@ -56,5 +59,23 @@ def command(args: argparse.Namespace) -> int:
     if report.logged_to_run:
         print(f"logged on MLflow run {report.logged_to_run} under {keys.ARTIFACT_REPORT_DIR}/")
     print(report.comparison.verdict)
+    if args.register:
+        return _register(report, args.register)
+    return 0
+
+
+def _register(report, name: str) -> int:
+    from analysis.register import register_winners
+
+    try:
+        versions = register_winners(report.sweep, report.front, name)
+    except AnalysisError as exc:
+        print(f"hetero pareto: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"registered {len(versions)} versions of model {name!r}:")
+    for v in versions:
+        print(f"  version {v.version:>3}  @{v.alias:<9} accuracy {v.accuracy:.4f}  "
+              f"FLOPs {v.flops:,.0f} ({v.flops_ratio:.3f} of baseline)  run {v.run_id}")
+    print(f"  load one: mlflow.pytorch.load_model('models:/{name}@{versions[0].alias}')")
     return 0
 

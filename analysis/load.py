@@ -1,10 +1,12 @@
 """Load one sweep's trials from MLflow into a tidy DataFrame (one row per finished trial).
 
 Columns (see TRIAL_COLUMNS): hyperparameters from params (numbers as floats, ``seed`` as Int64),
-final metrics, ``run_id``/``run_name``, ``stopped_early`` (bool: an ASHA-style scheduler stopped the
-trial; kept here, left out of fronts), and the layer widths from the config artifacts: ``widths``
-(dict layer -> channels, forward order, from keys.ARTIFACT_CONFIG) and ``base_widths`` (the
-width-1.0 baseline, keys.ARTIFACT_BASE_CONFIG); ``None`` where the artifact is missing.
+final metrics (latency ones NaN where not measured), ``run_id``/``run_name``, ``model_uri``
+(the logged network, None without one), ``latency_device``, ``stopped_early`` (bool: an
+ASHA-style scheduler stopped the trial; kept here, left out of fronts), and the layer widths
+from the config artifacts: ``widths`` (dict layer -> channels, forward order, from
+keys.ARTIFACT_CONFIG) and ``base_widths`` (the width-1.0 baseline, keys.ARTIFACT_BASE_CONFIG);
+``None`` where the artifact is missing.
 """
 
 from __future__ import annotations
@@ -40,9 +42,11 @@ FINAL_METRICS = (keys.METRIC_ACCURACY, keys.METRIC_FLOPS, keys.METRIC_PARAMS,
                  keys.METRIC_FLOPS_PAPER, keys.METRIC_PARAMS_PAPER, keys.METRIC_BASELINE_FLOPS,
                  keys.METRIC_BASELINE_PARAMS, keys.METRIC_FLOPS_RATIO, keys.METRIC_PARAMS_RATIO,
                  keys.METRIC_SEARCH_SECONDS, keys.METRIC_TRAIN_SECONDS,
-                 keys.METRIC_IMAGES_PER_SECOND, keys.METRIC_EPOCHS_COMPLETED)
+                 keys.METRIC_IMAGES_PER_SECOND, keys.METRIC_EPOCHS_COMPLETED,
+                 *keys.LATENCY_METRICS)
 TRIAL_COLUMNS = ("kind", *TEXT_PARAMS, *NUMERIC_PARAMS, keys.PARAM_SEED, *FINAL_METRICS,
-                 "run_id", "run_name", "stopped_early", "start_time", "widths", "base_widths")
+                 "run_id", "run_name", "stopped_early", "start_time", "widths", "base_widths",
+                 "model_uri", "latency_device")
 
 
 @dataclass(frozen=True)
@@ -252,7 +256,9 @@ def _trial_row(run: Run, uri: str, tmp: Path) -> dict:
     row.update({m: metrics.get(m, float("nan")) for m in FINAL_METRICS})
     row.update(run_id=run.info.run_id, run_name=run.info.run_name,
                stopped_early=tags.get(keys.TAG_STOPPED_EARLY, "").lower() == "true",
-               start_time=pd.to_datetime(run.info.start_time, unit="ms"))
+               start_time=pd.to_datetime(run.info.start_time, unit="ms"),
+               model_uri=tags.get(keys.TAG_MODEL_URI),
+               latency_device=tags.get(keys.TAG_LATENCY_DEVICE))
     configs = _call(uri, lambda: _config_widths(run, uri, tmp))
     row["widths"] = configs[keys.ARTIFACT_CONFIG]
     row["base_widths"] = configs[keys.ARTIFACT_BASE_CONFIG]

@@ -26,8 +26,35 @@ def summary_markdown(sweep: Sweep, front: Front, comparison: Comparison, aggrega
                 "Gain: LW-DNA accuracy minus the uniform curve's at the same FLOPs (linear "
                 "interpolation, running-max curve, never extrapolated). Saved: the uniform "
                 "curve's FLOPs at the same accuracy minus the LW-DNA's, in % of the former.",
-                "## Uniform-width curve", markdown_table(_curve_rows(comparison.curve))]
+                "## Uniform-width curve", markdown_table(_curve_rows(comparison.curve)),
+                *_latency_section(sweep, front)]
     return "\n\n".join(sections) + "\n"
+
+
+def _latency_section(sweep: Sweep, front: Front) -> list[str]:
+    from analysis.latency import latency_table
+
+    table = latency_table(sweep.trials, front)
+    if table.empty:
+        return []
+    device = table["latency_device"].dropna().unique() if "latency_device" in table else []
+    rows = pd.DataFrame({
+        "kind": table["kind"], "run": table["run_name"], "FLOPs": table[FLOPS].map(format_count),
+        "FLOPs ratio": table[keys.METRIC_FLOPS_RATIO].map(lambda v: _num(v, ".3f")),
+        "latency b1 [ms]": [f"{m:.3f} ± {i:.3f}" for m, i in
+                            zip(table[keys.METRIC_LATENCY_MS], table[keys.METRIC_LATENCY_IQR_MS],
+                                strict=True)],
+        "batch latency [ms]": table[keys.METRIC_BATCH_LATENCY_MS].map(lambda v: _num(v, ".2f")),
+        "throughput [img/s]": table[keys.METRIC_THROUGHPUT].map(lambda v: _num(v, ".0f")),
+        "uniform b1 same FLOPs [ms]": table["uniform_latency_ms"].map(lambda v: _num(v, ".3f")),
+        "vs uniform": table["latency_vs_uniform"].map(
+            lambda v: _num(v, ".2f") + ("×" if math.isfinite(v) else ""))})
+    return [f"## Latency (measured on {', '.join(device) or 'the trial device'})",
+            markdown_table(rows),
+            "Median ± IQR per forward call after a warm-up (torch.utils.benchmark), batch 1; "
+            "the batch column uses the throughput batch. Uniform same FLOPs: the baselines' "
+            "batch-1 latency interpolated linearly in FLOPs (– outside their range). vs uniform "
+            "above 1×: this LW-DNA is slower than a uniform network of equal FLOPs."]
 
 
 def markdown_table(rows: pd.DataFrame) -> str:

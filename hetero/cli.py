@@ -293,9 +293,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         checkpoint = _load_checkpoint(checkpoint_path)
         print(f"resuming from {checkpoint_path}", file=sys.stderr)
 
+    last: dict[str, Any] = {"state": checkpoint}
+
     def on_epoch(metrics: dict[str, Any], state: dict[str, Any]) -> None:
         out.mkdir(parents=True, exist_ok=True)  # only once there is something to keep
         torch.save(state, checkpoint_path)
+        last["state"] = state
         if not args.quiet:
             _print_epoch(metrics, spec.protocol.epochs)
 
@@ -303,13 +306,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     result.config.save(out / "lwdna.json")
     (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    _save_model_folder(out / "model", last["state"], result, spec)
     if args.json:
         _print_json({k: v for k, v in result.to_dict().items() if k not in ("history", "config")})
     else:
         print(f"{spec.kind}: accuracy {result.accuracy:.4f}, FLOPs {_fmt(result.flops)} "
               f"({result.flops_ratio:.2%} of baseline), params {_fmt(result.params)} "
-              f"({result.params_ratio:.2%}); wrote {out}/lwdna.json, checkpoint.pt, result.json")
+              f"({result.params_ratio:.2%}); wrote {out}/lwdna.json, checkpoint.pt, result.json, model/")
     return 0
+
+
+def _save_model_folder(folder: Path, state: dict[str, Any] | None, result, spec) -> None:
+    """The trained network as an MLflow model folder, the same as a sweep's child run logs."""
+    try:
+        from sweeps.mlmodel import rebuild_network, save_network
+    except ImportError as exc:  # mlflow is not installed: the rest of the output stands
+        print(f"note: no model folder ({exc}); pip install mlflow to write one", file=sys.stderr)
+        return
+    model = rebuild_network(state["config"], state["trainer"])
+    info = {"accuracy": result.accuracy, "flops": result.flops, "flops_ratio": result.flops_ratio}
+    save_network(model, folder, config=result.config, trial={"kind": spec.kind, **spec.to_dict()},
+                 metadata=info)
+
+
+# ---------------------------------------------------------------------------- export
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from hetero.export import DEFAULT_TOLERANCE, export_and_check
+    from sweeps.mlmodel import load_network, test_batch
+
+    model, folder = load_network(args.model, args.tracking_uri)
+    batch = test_batch(folder, args.batch)
+    source = "test images"
+    if batch is None:
+        config = json.loads((folder / "extra_files" / "lwdna.json").read_text())
+        batch = torch.randn(args.batch, config["in_channels"], config["input_size"],
+                            config["input_size"], generator=torch.Generator().manual_seed(0))
+        source = "random inputs (the model's dataset is not available here)"
+    check = export_and_check(model, batch[:1], args.format, args.out, check_batch=batch)
+    ok = check.max_abs_diff <= DEFAULT_TOLERANCE
+    print(f"wrote {check.path} ({args.format}); max |{args.format} - PyTorch| over "
+          f"{check.batch_size} {source}: {check.max_abs_diff:.3g} "
+          f"({'<=' if ok else '>'} {DEFAULT_TOLERANCE:g}: {'ok' if ok else 'MISMATCH'})")
+    return 0 if ok else 1
 
 
 # ---------------------------------------------------------------------------- parser
@@ -364,6 +404,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("export", help="export a trained network (run id or model folder) to "
+                                      "ONNX, TorchScript or pt2, checked against PyTorch")
+    p.add_argument("model", metavar="RUN_ID|MODEL_DIR",
+                   help="a sweep child run id, a models:/ or runs:/ URI, or the model/ folder "
+                        "`hetero run` wrote")
+    p.add_argument("--format", choices=("onnx", "torchscript", "pt2"), default="onnx")
+    p.add_argument("--out", required=True, help="file to write, e.g. lwdna.onnx")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow store of RUN_ID (default: $MLFLOW_TRACKING_URI, else "
+                        "sqlite:///mlflow.db in the current folder)")
+    p.add_argument("--batch", type=int, default=64, help="test images to check with (default 64)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sweep", help="run a sweep spec with Ray Tune, tracked in MLflow")
     p.set_defaults(func=_delegate("sweeps.cli"), delegate_add="sweeps.cli")

@@ -16,6 +16,15 @@ TAG_GIT_COMMIT = "git_commit"
 TAG_STOPPED_EARLY = "stopped_early"  # "true" when a scheduler stopped the trial before the end
 TAG_NODE_IP = "node_ip"           # Ray node that ran the trial
 TAG_FAILURE = "failure"           # why a trial failed for good (e.g. diverged), on FAILED runs
+TAG_MODEL_URI = "model_uri"       # the trained network's MLflow model (models:/<id>)
+TAG_LATENCY_DEVICE = "latency_device"  # where latency was measured (the trial's device)
+TAG_NOTE = "mlflow.note.content"  # the run's description in the UI (markdown)
+TAG_DATASET_DIGEST = "dataset_digest"  # content digest of the data (also in the run's inputs)
+
+# experiment tag: MLflow 3's UI opens an experiment of this kind on its training-runs table
+# (untagged experiments open on the GenAI overview)
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
 
 KIND_LWDNA = "lwdna"
 KIND_BASELINE = "baseline"
@@ -40,6 +49,7 @@ PARAM_SCORE_BATCHES = "score_batches"  # scoring mini-batches (paper: 2)
 PARAM_DIVISOR = "divisor"
 PARAM_INIT = "init"
 PARAM_OPTIONS = "options"         # model family options, JSON
+PARAM_LATENCY_BATCH = "latency_batch"  # the throughput batch of the latency metrics
 # The other TrainProtocol fields are logged under their own field names (momentum, schedule, ...).
 
 # ---- metrics ---------------------------------------------------------------------------------
@@ -68,6 +78,14 @@ METRIC_EPOCHS_COMPLETED = "epochs_completed"
 METRIC_TRIAL_SECONDS = "trial_seconds"    # wall time inside the trial worker (last attempt)
 METRIC_TRACKING_SECONDS = "tracking_seconds"  # of which: MLflow calls (last attempt)
 METRIC_REPORT_SECONDS = "report_seconds"      # of which: tune.report + checkpoint writes
+# inference latency on the trial's device (hetero.latency: median and IQR after a warm-up)
+METRIC_LATENCY_MS = "latency_ms"                # batch 1, per call
+METRIC_LATENCY_IQR_MS = "latency_iqr_ms"
+METRIC_BATCH_LATENCY_MS = "batch_latency_ms"    # throughput batch (PARAM_LATENCY_BATCH), per call
+METRIC_BATCH_LATENCY_IQR_MS = "batch_latency_iqr_ms"
+METRIC_THROUGHPUT = "throughput"                # images/s at the throughput batch
+LATENCY_METRICS = (METRIC_LATENCY_MS, METRIC_LATENCY_IQR_MS, METRIC_BATCH_LATENCY_MS,
+                   METRIC_BATCH_LATENCY_IQR_MS, METRIC_THROUGHPUT)
 
 PER_EPOCH_METRICS = (METRIC_TRAIN_LOSS, METRIC_TRAIN_ACCURACY, METRIC_TEST_LOSS, METRIC_ACCURACY,
                      METRIC_TOP5, METRIC_LR, METRIC_EPOCH_SECONDS, METRIC_IMAGES_PER_SECOND)
@@ -78,3 +96,7 @@ ARTIFACT_BASE_CONFIG = "baseline.json"  # ChannelConfig JSON of the width-1.0 ba
 ARTIFACT_WIDTH_PLOT = "widths.png"
 ARTIFACT_SPEC = "sweep.yaml"            # on the parent run
 ARTIFACT_REPORT_DIR = "report"          # on the parent run: hetero pareto output
+MODEL_NAME = "model"                    # the logged network: runs:/<run_id>/model
+
+# ---- spec values ---------------------------------------------------------------------------------
+MODELS_ALL, MODELS_NONE = "all", "none"  # tracking.models: log every trained network, or none

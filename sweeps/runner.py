@@ -31,6 +31,7 @@ import yaml
 from sweeps import keys
 from sweeps.spec import (
     NAME_PATTERN,
+    Range,
     SpecError,
     SweepSpec,
     base_config,
@@ -399,7 +400,9 @@ def _context(spec: SweepSpec, tracking: TrialTracking, trial_uri: str,
                         family=base.family, variant=base.variant, varying=varying,
                         threads=thread_count(spec.resources.cpus), fail_marker_dir=marker_dir,
                         fail_kinds=fail_kinds,
-                        diverge_kinds=_testing_kinds(spec.testing.diverge))
+                        diverge_kinds=_testing_kinds(spec.testing.diverge),
+                        log_models=spec.tracking.models == keys.MODELS_ALL,
+                        latency_batch=spec.tracking.latency_batch)
 
 
 def _testing_kinds(setting: bool | str) -> tuple[str, ...]:
@@ -419,7 +422,7 @@ class _Plan:
     scheduler: Any = None
 
 
-def _plans(spec: SweepSpec, sweep: str) -> list[_Plan]:
+def _plans(spec: SweepSpec, sweep: str, storage: str) -> list[_Plan]:
     from ray import tune
 
     separate = spec.search.type == "optuna" or spec.scheduler.type == "asha"
@@ -427,9 +430,9 @@ def _plans(spec: SweepSpec, sweep: str) -> list[_Plan]:
     if separate and spec.baselines:
         plans.append(_Plan(f"{sweep}-baselines", {"hp": tune.grid_search(spec.baseline_points())}))
     if spec.search.type == "optuna":
-        space = {d: tune.choice(list(v)) if len(v := spec.space.values(d)) > 1 else v[0]
-                 for d in spec.space.DIMENSIONS}
-        plans.append(_Plan(sweep, {"hp": {"kind": keys.KIND_LWDNA, **space}}, _optuna(spec),
+        space = {d: _domain(spec.space.values(d)) for d in spec.space.DIMENSIONS}
+        plans.append(_Plan(sweep, {"hp": {"kind": keys.KIND_LWDNA, **space}},
+                           _optuna(spec, sweep, storage),
                            spec.search.num_samples, _scheduler(spec)))
     else:
         points = spec.sampled_lwdna_points() + ([] if separate else spec.baseline_points())
@@ -437,16 +440,41 @@ def _plans(spec: SweepSpec, sweep: str) -> list[_Plan]:
     return plans
 
 
-def _optuna(spec: SweepSpec):
+def _domain(values):
+    """Tune's domain for one searched dimension: a range, a choice, or a constant."""
+    from ray import tune
+
+    if isinstance(values, Range):
+        return tune.uniform(values.low, values.high)
+    return tune.choice(list(values)) if len(values) > 1 else values[0]
+
+
+def study_storage(storage: str, sweep: str) -> str | None:
+    """SQLite URL of the sweep's Optuna study, in its Tune folder (None for remote storage)."""
+    if "://" in storage:
+        return None
+    folder = Path(storage, sweep)
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / f'{sweep}.optuna.db'}"
+
+
+def _optuna(spec: SweepSpec, sweep: str, storage: str):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     samplers = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
                 "random": optuna.samplers.RandomSampler}
     sampler = samplers[spec.search.sampler](seed=spec.search.seed)
+    # Persisted, named after the sweep: optuna-dashboard attaches to it while the sweep runs,
+    # and --resume continues the same study (Tune restores the searcher, which reopens it).
+    url = study_storage(storage, sweep)
+    if url is None:
+        print("note: the Optuna study is kept in memory (storage is not a local folder); "
+              "optuna-dashboard cannot attach to it", flush=True)
     # Multi-objective: metric/mode stay OUT of TuneConfig, or the study turns single-objective.
     return OptunaSearch(metric=[keys.METRIC_ACCURACY, keys.METRIC_FLOPS], mode=["max", "min"],
-                        sampler=sampler)
+                        sampler=sampler, study_name=sweep,
+                        storage=optuna.storages.RDBStorage(url) if url else None)
 
 
 def _scheduler(spec: SweepSpec):
@@ -469,7 +497,7 @@ def _trainable(spec: SweepSpec, context: TrialContext):
 
 def _run_experiments(spec: SweepSpec, context: TrialContext, storage: str,
                      resume: bool) -> tuple[list[TrialOutcome], float]:
-    plans = _plans(spec, context.tracking.sweep)
+    plans = _plans(spec, context.tracking.sweep, storage)
     outcomes, start = [], time.perf_counter()
     for plan in plans:
         grid = _tuner(spec, plan, context, storage, resume).fit()

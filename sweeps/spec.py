@@ -15,14 +15,15 @@ import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from hetero.protocol import TrainProtocol
 from sweeps import keys
 
 __all__ = ["SpecError", "SweepSpec", "ModelSpec", "DatasetSpec", "SpaceSpec", "SearchSpec",
            "SchedulerSpec", "ResourceSpec", "TrackingSpec", "TestingSpec", "load_spec",
-           "spec_from_dict", "check_spec", "base_config", "smoke_test", "TESTING_ENV"]
+           "spec_from_dict", "check_spec", "base_config", "smoke_test", "TESTING_ENV", "Range",
+           "RANGE_DIMENSIONS"]
 
 # The `testing:` section (hooks for the test suite) is refused unless this is set to 1.
 TESTING_ENV = "HETERO_SWEEP_TESTING"
@@ -31,6 +32,20 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 class SpecError(ValueError):
     """A sweep spec problem; the message names the key path and the fix."""
+
+
+class Range(NamedTuple):
+    """A continuous interval ``{low, high}`` that Optuna samples (uniformly for Tune's domain).
+
+    A tuple of its two ends, so code that checks or enumerates a dimension's values (the
+    reachability check, the smoke test) sees the interval's corners.
+    """
+
+    low: float
+    high: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"low": self.low, "high": self.high}
 
 
 # ---------------------------------------------------------------------------------- dataclasses
@@ -104,6 +119,8 @@ class ResourceSpec:
 class TrackingSpec:
     uri: str | None = None          # None: sqlite:///mlflow.db in the current folder
     experiment: str | None = None   # None: the spec's name
+    models: str = keys.MODELS_ALL   # all: every trained network as an MLflow model; none
+    latency_batch: int = 64         # throughput batch of the latency metrics; 0: not measured
 
 
 @dataclass(frozen=True)
@@ -172,8 +189,10 @@ class SweepSpec:
 
 
 def _plain(obj: Any) -> dict[str, Any]:
-    return {f.name: list(v) if isinstance(v := getattr(obj, f.name), tuple) else v
-            for f in fields(obj)}
+    def plain(v: Any) -> Any:
+        return v.to_dict() if isinstance(v, Range) else list(v) if isinstance(v, tuple) else v
+
+    return {f.name: plain(getattr(obj, f.name)) for f in fields(obj)}
 
 
 # ---------------------------------------------------------------------------------- validators
@@ -256,13 +275,31 @@ def _list(inner: Validator, *, allow_empty: bool = False) -> Validator:
     return check
 
 
+def _list_or_range(inner: Validator) -> Validator:
+    """A list of values, or ``{low, high}``: a continuous range (Optuna search only)."""
+    as_list = _list(inner)
+
+    def check(path: str, value: Any) -> tuple[Any, ...] | Range:
+        if not isinstance(value, Mapping):
+            return as_list(path, value)
+        _check_keys(path, value, ("low", "high"))
+        if set(value) != {"low", "high"}:
+            raise _fail(path, "a list or a range {low: L, high: H}", dict(value))
+        low, high = inner(f"{path}.low", value["low"]), inner(f"{path}.high", value["high"])
+        if not low < high:
+            raise _fail(path, "a range with low < high", dict(value))
+        return Range(low, high)
+
+    return check
+
+
 # ---------------------------------------------------------------------------------- schemas
 SPACE_SCHEMA: dict[str, Validator] = {
-    "width_mults": _list(_number(1, 8)),
-    "targets": _list(_number(0, 8, lo_open=True)),
+    "width_mults": _list_or_range(_number(1, 8)),
+    "targets": _list_or_range(_number(0, 8, lo_open=True)),
     "target_metric": _one_of("flops", "params"),
     "criteria": _list(_text),
-    "remain_ratios": _list(_number(0, 1, lo_open=True)),
+    "remain_ratios": _list_or_range(_number(0, 1, lo_open=True)),
     "linear_ratios": _list(_number(0, 1, lo_open=True)),
     "seeds": _list(_number(0, integer=True)),
     "data_fractions": _list(_number(0, 1, lo_open=True)),
@@ -270,6 +307,8 @@ SPACE_SCHEMA: dict[str, Validator] = {
     "divisor": _number(1, integer=True),
     "init": _one_of("fresh", "inherit", "hyper"),
 }
+# The dimensions a spec may give as a continuous {low, high} range.
+RANGE_DIMENSIONS = ("width_mult", "target", "remain_ratio")
 SEARCH_SCHEMA: dict[str, Validator] = {
     "type": _one_of("grid", "random", "optuna"),
     "num_samples": _number(1, integer=True),
@@ -287,7 +326,13 @@ RESOURCE_SCHEMA: dict[str, Validator] = {
     "max_concurrent": _optional(_number(1, integer=True)),
 }
 # The experiment name also names the artifact folder of an SQLite store: a name, never a path.
-TRACKING_SCHEMA: dict[str, Validator] = {"uri": _optional(_text), "experiment": _optional(_name)}
+TRACKING_SCHEMA: dict[str, Validator] = {
+    "uri": _optional(_text), "experiment": _optional(_name),
+    "models": _one_of(keys.MODELS_ALL, keys.MODELS_NONE),
+    "latency_batch": _number(0, integer=True),
+}
+
+
 def _kinds_flag(path: str, value: Any) -> bool | str:
     if isinstance(value, bool):
         return value
@@ -422,6 +467,11 @@ def _check_combined(spec: SweepSpec) -> None:
                                            for d in spec.space.DIMENSIONS):
         raise SpecError("search.type optuna needs a space with at least one list of two or "
                         "more values; with a single combination use type: grid")
+    ranged = [d for d in spec.space.DIMENSIONS if isinstance(spec.space.values(d), Range)]
+    if ranged and search.type != "optuna":
+        raise SpecError(f"space: {', '.join(ranged)} given as a {{low, high}} range, which only "
+                        "search.type optuna samples; list the values instead for "
+                        f"{search.type} search")
     available = len(spec.lwdna_points())
     if search.type == "random" and search.num_samples > available:
         raise _fail("search.num_samples", f"an integer in [1, {available}] (the number of "

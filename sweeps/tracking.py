@@ -23,9 +23,9 @@ from sweeps import keys
 
 __all__ = ["TrackingError", "TrialTracking", "TrialRun", "default_tracking_uri",
            "resolve_tracking_uri", "is_sqlite", "sqlite_path", "check_tracking",
-           "artifact_location", "ensure_experiment", "open_parent_run", "finish_parent_run",
-           "find_child_run", "child_runs", "mark_child_run", "git_commit", "is_loopback_uri",
-           "close_stale_runs", "tracking_uri_problem"]
+           "artifact_location", "ensure_experiment", "sweep_description", "open_parent_run",
+           "finish_parent_run", "find_child_run", "child_runs", "mark_child_run", "git_commit",
+           "is_loopback_uri", "close_stale_runs", "tracking_uri_problem"]
 
 DEFAULT_DB = "mlflow.db"
 RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
@@ -152,10 +152,31 @@ def _check_sqlite(path: Path) -> None:
 def ensure_experiment(client, name: str, location: str | None) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        return client.create_experiment(name, artifact_location=location)
-    if experiment.lifecycle_stage == "deleted":
-        client.restore_experiment(experiment.experiment_id)
-    return experiment.experiment_id
+        experiment_id = client.create_experiment(name, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment_id)
+    client.set_experiment_tag(experiment_id, keys.TAG_EXPERIMENT_KIND,
+                              keys.EXPERIMENT_KIND_TRAINING)
+    return experiment_id
+
+
+def sweep_description(spec_dict: dict[str, Any], experiment_id: str, run_id: str) -> str:
+    """The parent run's description (markdown): what the sweep was, and where its report is."""
+    space, search = spec_dict.get("space", {}), spec_dict.get("search", {})
+    model, dataset = spec_dict["model"], spec_dict["dataset"]
+    searched = ", ".join(f"{k} {v}" for k, v in space.items()
+                         if k in ("width_mults", "targets", "criteria", "remain_ratios", "seeds")
+                         and (isinstance(v, dict) or len(v) > 1))
+    report = f"#/experiments/{experiment_id}/runs/{run_id}/artifacts/{keys.ARTIFACT_REPORT_DIR}"
+    return (f"**Sweep {spec_dict['name']}**: widen-shrink LW-DNA search on "
+            f"{model['name']} / {dataset['name']}, {search.get('type', 'grid')} search over "
+            f"{searched or 'one combination'}; uniform baselines at widths "
+            f"{spec_dict.get('baselines')}; {spec_dict['protocol']['epochs']} epochs per trial."
+            f"\n\nEach child run is one trial (its trained network under Models). Report: "
+            f"[{keys.ARTIFACT_REPORT_DIR}/summary.md]({report}) after `hetero pareto "
+            f"--experiment <name> --out report` (front, LW-DNA vs uniform, latency).")
 
 
 def _find_parent_run(client, experiment_id: str, sweep: str):
@@ -179,7 +200,15 @@ def open_parent_run(client, experiment_id: str, *, sweep: str, spec_yaml: str,
                 keys.TAG_GIT_COMMIT: git_commit(), **(tags or {})}
     run = client.create_run(experiment_id, run_name=sweep, tags=run_tags)
     client.log_text(run.info.run_id, spec_yaml, keys.ARTIFACT_SPEC)
+    _describe_parent(client, experiment_id, run.info.run_id, spec_yaml)
     return run.info.run_id
+
+
+def _describe_parent(client, experiment_id: str, run_id: str, spec_yaml: str) -> None:
+    import yaml
+
+    text = sweep_description(yaml.safe_load(spec_yaml), experiment_id, run_id)
+    client.set_tag(run_id, keys.TAG_NOTE, text)
 
 
 def finish_parent_run(client, run_id: str, status: str = FINISHED) -> None:

@@ -48,6 +48,8 @@ class TrialContext:
     fail_marker_dir: str | None = None  # testing hook: fail trials once (see spec.testing)
     fail_kinds: tuple[str, ...] = ()
     diverge_kinds: tuple[str, ...] = ()  # testing hook: train these with lr 1e6 (spec.testing)
+    log_models: bool = True          # spec tracking.models: all (True) | none
+    latency_batch: int = 64          # spec tracking.latency_batch; 0: no latency measurement
 
 
 def trial_spec(context: TrialContext, hp: dict[str, Any]):
@@ -61,16 +63,35 @@ def trial_spec(context: TrialContext, hp: dict[str, Any]):
 
 
 def run_name(model_label: str, varying: tuple[str, ...], hp: dict[str, Any]) -> str:
-    """E.g. ``resnet56 w2.0 t0.50 dhp s0`` or ``resnet56 uniform w0.75 s0``."""
+    """What differs between the sweep's trials first, then what they share.
+
+    E.g. ``w2.0 t0.50 · resnet56 dhp s0`` when width and target vary, ``uniform w0.75 ·
+    resnet56 s0`` for a baseline: the UI cuts long names, so the distinguishing part leads.
+    """
+    tokens = _name_tokens(hp)
     if hp["kind"] == keys.KIND_BASELINE:
-        parts = [model_label, "uniform", f"w{_width(hp['width_mult'])}"]
+        first, rest = ["uniform", tokens["width_mult"]], [model_label]
+        shown: tuple[str, ...] = ("data_fraction", "seed")
     else:
-        parts = [model_label, f"w{_width(hp['width_mult'])}", f"t{hp['target']:.2f}",
-                 hp["criterion"]]
-        parts += [f"{d[0]}{hp[d]:g}" for d in ("remain_ratio", "linear_ratio") if d in varying]
-    if "data_fraction" in varying or hp["data_fraction"] != 1.0:
-        parts.append(f"f{hp['data_fraction']:g}")
-    return " ".join([*parts, f"s{hp['seed']}"])
+        first = [tokens[d] for d in tokens if d in varying]
+        rest = [model_label]
+        shown = tuple(d for d in tokens if d not in varying
+                      and d in ("width_mult", "target", "criterion", "data_fraction", "seed"))
+    rest += [tokens[d] for d in shown
+             if d != "data_fraction" or "data_fraction" in varying or hp[d] != 1.0]
+    if hp["kind"] == keys.KIND_BASELINE:
+        first += [tokens[d] for d in ("data_fraction", "seed") if d in varying]
+        rest = [t for t in rest if t not in first]
+    return " ".join([*first, "·", *rest]) if first else " ".join(rest)
+
+
+def _name_tokens(hp: dict[str, Any]) -> dict[str, str]:
+    """One short token per dimension the trial has (the order names show them in)."""
+    formats = {"width_mult": lambda v: f"w{_width(v)}", "target": lambda v: f"t{v:.2f}",
+               "criterion": str, "remain_ratio": lambda v: f"r{v:.3g}",
+               "linear_ratio": lambda v: f"l{v:.3g}", "data_fraction": lambda v: f"f{v:g}",
+               "seed": lambda v: f"s{v}"}
+    return {d: fmt(hp[d]) for d, fmt in formats.items() if d in hp}
 
 
 def trial_name(model_label: str, varying: tuple[str, ...], trial) -> str:
@@ -84,7 +105,7 @@ def trial_dirname(model_label: str, varying: tuple[str, ...], trial) -> str:
 
 
 def _width(mult: float) -> str:
-    text = f"{mult:g}"
+    text = f"{mult:.3g}"
     return text if "." in text else f"{text}.0"
 
 
@@ -190,7 +211,11 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     reporter = EpochReporter(run, context, spec)
     restored = _restored_checkpoint()
     try:
-        result = run_trial(spec, on_epoch=reporter, checkpoint=restored)
+        data = _load_data(spec)
+        _log_dataset(run, spec, data)
+        result = run_trial(spec, on_epoch=reporter, checkpoint=restored, data=data)
+        outputs = _trained_outputs(context, run, spec, result,
+                                   reporter.last_checkpoint or restored)
     except SystemExit:
         # Tune stops a trial (e.g. ASHA) by raising SystemExit inside tune.report.
         run.end(FINISHED, stopped_early=True)
@@ -201,7 +226,8 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     except BaseException:
         run.end(FAILED)
         raise
-    final = {**result.metrics(), keys.METRIC_TRIAL_SECONDS: time.perf_counter() - start,
+    final = {**result.metrics(), **outputs,
+             keys.METRIC_TRIAL_SECONDS: time.perf_counter() - start,
              keys.METRIC_REPORT_SECONDS: reporter.seconds}
     # Values already logged at the last epoch are not logged twice at the same step.
     run.finish(result, step=result.epochs,
@@ -219,6 +245,73 @@ def _fail_again_if_diverged(run: TrialRun) -> None:
     if reason:
         run.end(FAILED)
         raise TrainingDiverged(reason)
+
+
+def _load_data(spec):
+    """The trial's data, loaded here (not inside run_trial) so its digest can be logged."""
+    from hetero.data import load_dataset
+    from hetero.train import resolve_device
+
+    return load_dataset(spec.dataset, spec.data_dir, download=spec.download,
+                        fraction=spec.data_fraction, seed=spec.seed,
+                        device=resolve_device(spec.protocol.device))
+
+
+def _log_dataset(run: TrialRun, spec, data) -> None:
+    from sweeps.inputs import log_dataset
+
+    start = time.perf_counter()
+    digest = log_dataset(run.client, run.run_id, data, name=spec.dataset, data_dir=spec.data_dir,
+                         fraction=spec.data_fraction)
+    run.client.set_tag(run.run_id, keys.TAG_DATASET_DIGEST, digest)
+    run.seconds += time.perf_counter() - start
+
+
+def _trained_outputs(context: TrialContext, run: TrialRun, spec, result,
+                     checkpoint: dict[str, Any] | None) -> dict[str, float]:
+    """Latency metrics of the trained network; its MLflow model (tracking.models: all)."""
+    if checkpoint is None:   # nothing trained in this attempt nor before: nothing to log
+        return {}
+    from sweeps.mlmodel import rebuild_network
+
+    model = rebuild_network(checkpoint["config"], checkpoint["trainer"])
+    metrics = _latency(model, result.config, spec, context.latency_batch, run)
+    if context.log_models:
+        start = time.perf_counter()
+        _log_model(context, run, spec, result, model)
+        run.seconds += time.perf_counter() - start
+    return metrics
+
+
+def _latency(model, config, spec, batch: int, run: TrialRun) -> dict[str, float]:
+    from hetero.latency import measure_latency
+    from hetero.train import resolve_device
+
+    if batch <= 0:
+        return {}
+    device = resolve_device(spec.protocol.device)
+    shape = (config.in_channels, config.input_size, config.input_size)
+    measured = measure_latency(model, shape, device=device, batch_sizes=(1, batch))
+    model.to("cpu")
+    one, many = measured[1], measured[batch]
+    run.client.log_param(run.run_id, keys.PARAM_LATENCY_BATCH, batch)
+    run.client.set_tag(run.run_id, keys.TAG_LATENCY_DEVICE, one.device)
+    return {keys.METRIC_LATENCY_MS: one.median_ms, keys.METRIC_LATENCY_IQR_MS: one.iqr_ms,
+            keys.METRIC_BATCH_LATENCY_MS: many.median_ms,
+            keys.METRIC_BATCH_LATENCY_IQR_MS: many.iqr_ms,
+            keys.METRIC_THROUGHPUT: many.images_per_second}
+
+
+def _log_model(context: TrialContext, run: TrialRun, spec, result, model) -> None:
+    from sweeps.mlmodel import log_network
+
+    tracking = context.tracking
+    info = {keys.METRIC_ACCURACY: result.accuracy, keys.METRIC_FLOPS: result.flops,
+            keys.METRIC_FLOPS_RATIO: result.flops_ratio, "run_id": run.run_id}
+    uri = log_network(tracking.uri, tracking.experiment_id, run.run_id, model,
+                      config=result.config, trial={"kind": spec.kind, **spec.to_dict()},
+                      step=result.epochs, metadata=info)
+    run.client.set_tag(run.run_id, keys.TAG_MODEL_URI, uri)
 
 
 def _open_run(context: TrialContext, hp: dict[str, Any], spec) -> TrialRun:
@@ -239,6 +332,8 @@ def _prepare_worker(context: TrialContext) -> None:
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # Logging a model downloads nothing the user asked for: no progress bars in Tune's output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def thread_count(cpus: float) -> int:

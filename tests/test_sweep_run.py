@@ -110,11 +110,12 @@ def test_child_runs_carry_params_metrics_tags_and_artifacts(tiny_sweep):
         if kind == keys.KIND_LWDNA:
             assert params[keys.PARAM_TARGET] in ("0.5", "1.0")
             assert tags[keys.TAG_CRITERION] == params[keys.PARAM_CRITERION] == "dhp"
-            assert run.info.run_name.startswith("resnet20 w1.5 t")
+            assert run.info.run_name.startswith("t")  # what differs first
+            assert run.info.run_name.endswith("· resnet20 w1.5 dhp f0.25 s0")
             assert abs(metrics[keys.METRIC_FLOPS_RATIO] - float(params[keys.PARAM_TARGET])) < 0.01
         else:
             assert tags[keys.TAG_CRITERION] == "uniform"
-            assert run.info.run_name == "resnet20 uniform w1.0 f0.25 s0"
+            assert run.info.run_name == "uniform w1.0 · resnet20 f0.25 s0"
         assert 0 <= metrics[keys.METRIC_ACCURACY] <= 1
         for name in (keys.METRIC_FLOPS, keys.METRIC_PARAMS, keys.METRIC_FLOPS_PAPER,
                      keys.METRIC_PARAMS_RATIO, keys.METRIC_SEARCH_SECONDS,

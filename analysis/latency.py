@@ -1,0 +1,45 @@
+"""LW-DNA latency against the uniform-width baselines at equal FLOPs.
+
+FLOPs are a proxy: an LW-DNA with odd per-layer widths can run slower than a uniform network of
+the same FLOPs (GPU kernels prefer multiples of 8 or 32). This table makes that visible: each
+front LW-DNA's measured latency next to the uniform arm's, interpolated linearly in FLOPs between
+the baselines (never extrapolated), both measured on the trials' own device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.pareto import Front
+from sweeps import keys
+
+__all__ = ["latency_table", "uniform_latency_at"]
+
+LAT, FLOPS = keys.METRIC_LATENCY_MS, keys.METRIC_FLOPS
+
+
+def uniform_latency_at(trials: pd.DataFrame, flops: float, metric: str = LAT) -> float:
+    """The baselines' ``metric`` at ``flops`` (seed mean, linear in FLOPs); NaN outside them."""
+    base = trials[(trials["kind"] == keys.KIND_BASELINE) & ~trials["stopped_early"]]
+    curve = base.dropna(subset=[metric]).groupby(FLOPS)[metric].mean().sort_index()
+    if curve.empty or not curve.index[0] <= flops <= curve.index[-1]:
+        return float("nan")
+    return float(np.interp(flops, curve.index.to_numpy(float), curve.to_numpy(float)))
+
+
+def latency_table(trials: pd.DataFrame, front: Front) -> pd.DataFrame:
+    """One row per front LW-DNA and per baseline: latency, spread, throughput, uniform at equal
+    FLOPs and the ratio (> 1: the LW-DNA is slower than FLOPs promise). Empty without latency."""
+    if LAT not in trials or trials[LAT].isna().all():
+        return pd.DataFrame()
+    on_front = set(front.points["run_id"])
+    rows = trials[((trials["kind"] == keys.KIND_LWDNA) & trials["run_id"].isin(on_front))
+                  | (trials["kind"] == keys.KIND_BASELINE)].dropna(subset=[LAT])
+    rows = rows.sort_values(["kind", FLOPS], ascending=[False, True]).copy()
+    rows["uniform_latency_ms"] = [uniform_latency_at(trials, f) for f in rows[FLOPS]]
+    rows["latency_vs_uniform"] = rows[LAT] / rows["uniform_latency_ms"]
+    columns = ["kind", "run_name", FLOPS, keys.METRIC_FLOPS_RATIO, LAT, keys.METRIC_LATENCY_IQR_MS,
+               keys.METRIC_BATCH_LATENCY_MS, keys.METRIC_THROUGHPUT, "uniform_latency_ms",
+               "latency_vs_uniform", "latency_device"]
+    return rows[[c for c in columns if c in rows]].reset_index(drop=True)

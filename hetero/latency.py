@@ -1,0 +1,71 @@
+"""Inference latency of a network on a device, measured with ``torch.utils.benchmark``.
+
+:func:`measure_latency` is the one API: a model, the input's (channels, height, width), the
+device, and the batch sizes; it returns one :class:`Latency` per batch size (median and IQR of
+the per-call time after a warm-up). Sweeps log it per trial; a latency-targeted shrinker can call
+it on candidate networks or single layers the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["Latency", "measure_latency", "THROUGHPUT_BATCH"]
+
+THROUGHPUT_BATCH = 64      # a batch large enough to fill a CPU's cores with these networks
+WARMUP_CALLS = 3           # first calls pay for allocation and kernel selection (cudnn.benchmark)
+
+
+@dataclass(frozen=True)
+class Latency:
+    batch_size: int
+    median_s: float        # seconds per forward call of the whole batch
+    iqr_s: float           # interquartile range of the per-call time
+    device: str
+
+    @property
+    def median_ms(self) -> float:
+        return 1e3 * self.median_s
+
+    @property
+    def iqr_ms(self) -> float:
+        return 1e3 * self.iqr_s
+
+    @property
+    def images_per_second(self) -> float:
+        return self.batch_size / self.median_s
+
+
+def measure_latency(model: nn.Module, input_shape: Sequence[int], *,
+                    device: torch.device | str = "cpu",
+                    batch_sizes: Sequence[int] = (1, THROUGHPUT_BATCH),
+                    min_run_time: float = 0.2, threads: int | None = None
+                    ) -> dict[int, Latency]:
+    """Per batch size: median and IQR of ``model(x)`` (eval mode, no grad) on ``device``.
+
+    ``input_shape`` is (channels, height, width). The model is moved to ``device`` and left
+    there in eval mode. ``min_run_time`` is the measuring time per batch size, in seconds.
+    """
+    from torch.utils import benchmark
+
+    device = torch.device(device)
+    model = model.to(device).eval()
+    threads = threads or torch.get_num_threads()
+    out = {}
+    for batch in batch_sizes:
+        x = torch.randn(batch, *input_shape, device=device)
+        with torch.no_grad():
+            for _ in range(WARMUP_CALLS):
+                model(x)
+        # Timer synchronises CUDA itself around each measured block.
+        timer = benchmark.Timer(stmt="model(x)", setup="torch.set_grad_enabled(False)",
+                                globals={"model": model, "x": x, "torch": torch},
+                                num_threads=threads)
+        measurement = timer.blocked_autorange(min_run_time=min_run_time)
+        out[batch] = Latency(batch, float(measurement.median), float(measurement.iqr),
+                             str(device))
+    return out

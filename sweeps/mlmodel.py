@@ -1,0 +1,189 @@
+"""A trained network as an MLflow model: build it back from a checkpoint, save, log, load.
+
+The model folder is MLflow's PyTorch flavour (``MLmodel``, the pickled module, a signature and an
+input example) with the LW-DNA's files alongside under ``extra_files/``: the ChannelConfig JSON,
+the training protocol and the whole trial spec. ``hetero run --out`` writes the same folder as a
+sweep's child run logs, so ``mlflow.pytorch.load_model`` reads either.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sweeps import keys
+
+__all__ = ["rebuild_network", "example_input", "save_network", "log_network", "load_network",
+           "read_extra", "is_model_folder", "test_batch", "MODEL_NAME", "EXTRA_DIR"]
+
+MODEL_NAME = keys.MODEL_NAME  # runs:/<run_id>/model
+EXTRA_DIR = "extra_files"     # where MLflow puts extra_files inside the model folder
+TRIAL_FILE, PROTOCOL_FILE = "trial.json", "protocol.json"
+# MLflow draws a progress bar per file it copies; saving or loading one model needs none.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def rebuild_network(config: dict[str, Any], trainer_state: dict[str, Any]):
+    """The trained network from a checkpoint's config and trainer state (CPU, eval mode)."""
+    from hetero.config import ChannelConfig
+    from hetero.materialize import materialize
+
+    model = materialize(ChannelConfig.from_dict(config))
+    model.load_state_dict(trainer_state["model"])
+    return model.to("cpu").eval()
+
+
+def example_input(config, batch: int = 1):
+    """A fixed float32 batch of the network's input shape (numpy, for MLflow)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    shape = (batch, config.in_channels, config.input_size, config.input_size)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _signature(model, example):
+    import torch
+    from mlflow.models import infer_signature
+
+    with torch.no_grad():
+        logits = model(torch.from_numpy(example)).numpy()
+    return infer_signature(example, logits)
+
+
+def _pip_requirements() -> list[str]:
+    # Explicit: MLflow's inference loads the model in a subprocess (seconds per trial).
+    import numpy
+    import torch
+    import torchvision
+
+    return [f"torch=={torch.__version__.split('+')[0]}",
+            f"torchvision=={torchvision.__version__.split('+')[0]}", f"numpy=={numpy.__version__}"]
+
+
+def _write_extras(folder: Path, config, trial: dict[str, Any]) -> list[str]:
+    files = {keys.ARTIFACT_CONFIG: config.to_json(),
+             PROTOCOL_FILE: json.dumps(trial.get("protocol", {}), indent=2),
+             TRIAL_FILE: json.dumps(trial, indent=2, default=str)}
+    for name, text in files.items():
+        (folder / name).write_text(text + "\n", encoding="utf-8")
+    return [str(folder / name) for name in files]
+
+
+def _flavor_args(model, config, trial: dict[str, Any], metadata: dict[str, Any], tmp: Path
+                 ) -> dict[str, Any]:
+    example = example_input(config)
+    # pickle, not MLflow 3's default pt2: the loaded network is the hetero module itself (train
+    # and eval modes, fine-tuning, any batch size); it needs hetero importable to load.
+    return {"signature": _signature(model, example), "input_example": example,
+            "serialization_format": "pickle",
+            "extra_files": _write_extras(tmp, config, trial),
+            "pip_requirements": _pip_requirements(),
+            "metadata": {"family": config.family, "variant": config.variant,
+                         "kind": trial.get("kind", "lwdna"), **metadata}}
+
+
+def save_network(model, path, *, config, trial: dict[str, Any],
+                 metadata: dict[str, Any] | None = None) -> Path:
+    """Write the MLflow model folder at ``path`` (replaced if it exists)."""
+    import shutil
+
+    import mlflow.pytorch
+
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        mlflow.pytorch.save_model(model.eval(), str(path),
+                                  **_flavor_args(model, config, trial, metadata or {}, Path(tmp)))
+    return path
+
+
+def log_network(tracking_uri: str, experiment_id: str, run_id: str, model, *, config,
+                trial: dict[str, Any], step: int = 0,
+                metadata: dict[str, Any] | None = None) -> str:
+    """Log the network on ``run_id`` as MLflow model ``model``; returns its model URI.
+
+    ``step``: the run's metrics at this step are linked to the model (the UI shows them).
+    """
+    import mlflow
+    import mlflow.pytorch
+
+    # The fluent log_model reads the global URI, and creates the logged model in the *active*
+    # experiment: elsewhere, runs:/<run_id>/model would not find it.
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        info = mlflow.pytorch.log_model(model.eval(), name=MODEL_NAME, run_id=run_id, step=step,
+                                        **_flavor_args(model, config, trial, metadata or {},
+                                                       Path(tmp)))
+    return info.model_uri
+
+
+def is_model_folder(ref: str) -> bool:
+    return (Path(ref) / "MLmodel").is_file()
+
+
+def _model_uri(ref: str) -> str:
+    """A model folder, an MLflow model URI, or a run id (its ``model``)."""
+    if is_model_folder(ref) or "://" in ref or ref.startswith(("models:/", "runs:/")):
+        return ref
+    if Path(ref).exists():
+        raise FileNotFoundError(f"{ref} is not an MLflow model folder (no MLmodel file): pass "
+                                "the folder `hetero run --out` wrote (its model/ subfolder) or "
+                                "a run id")
+    return f"runs:/{ref}/{MODEL_NAME}"
+
+
+def load_network(ref: str, tracking_uri: str | None = None):
+    """The network (CPU, eval mode) and its folder on disk for a folder, URI or run id."""
+    import mlflow
+    import mlflow.pytorch
+
+    from sweeps.tracking import resolve_tracking_uri
+
+    uri = _model_uri(ref)
+    if not is_model_folder(ref):
+        mlflow.set_tracking_uri(resolve_tracking_uri(
+            tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")))
+    folder = Path(ref) if is_model_folder(ref) else Path(tempfile.mkdtemp(prefix="hetero-model-"))
+    # With dst_path MLflow downloads the model folder there (the extra files included).
+    model = mlflow.pytorch.load_model(uri if folder != Path(ref) else str(folder),
+                                      dst_path=None if folder == Path(ref) else str(folder),
+                                      map_location="cpu")
+    return model.eval(), _mlmodel_root(folder)
+
+
+def _mlmodel_root(folder: Path) -> Path:
+    """The folder holding MLmodel (a download may nest it one level down)."""
+    if (folder / "MLmodel").is_file():
+        return folder
+    return next((p.parent for p in folder.rglob("MLmodel")), folder)
+
+
+def read_extra(folder, name: str) -> str | None:
+    path = Path(folder) / EXTRA_DIR / name
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+
+def test_batch(folder, size: int):
+    """The first ``size`` test images of the model's dataset (CPU), or None when unavailable.
+
+    Read from the trial spec stored with the model; a dataset that cannot be loaded here (a
+    folder on another machine) gives None and the caller falls back to a random batch.
+    """
+    from hetero.data import load_dataset
+
+    text = read_extra(folder, TRIAL_FILE)
+    if text is None:
+        return None
+    trial = json.loads(text)
+    try:
+        data = load_dataset(trial["dataset"], trial.get("data_dir"), device="cpu")
+    except (OSError, ValueError, RuntimeError):
+        return None
+    return next(iter(data.test_batches(size, device="cpu")))[0]
