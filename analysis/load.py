@@ -28,16 +28,19 @@ from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 
 from analysis.errors import AnalysisError
+from hetero.trial import defaults as trial_defaults
 from sweeps import keys
 from sweeps.tracking import tracking_uri_problem
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # relative: the mlflow.db in the current folder
 
 TRIAL_KINDS = (keys.KIND_LWDNA, keys.KIND_BASELINE)
-NUMERIC_PARAMS = (keys.PARAM_WIDTH_MULT, keys.PARAM_TARGET, keys.PARAM_DATA_FRACTION,
-                  keys.PARAM_REMAIN_RATIO, keys.PARAM_LINEAR_RATIO, keys.PARAM_EPOCHS)
-TEXT_PARAMS = (keys.PARAM_MODEL, keys.PARAM_VARIANT, keys.PARAM_DATASET, keys.PARAM_CRITERION,
-               keys.PARAM_TARGET_METRIC)
+# Columns from the trial's own settings (hetero.trial.TrialSpec declares them): numbers as
+# floats (the seed as Int64), text as text, plus the protocol's epochs.
+_DEFAULTS = {**trial_defaults(), keys.PARAM_EPOCHS: 0}
+NUMERIC_PARAMS = tuple(n for n, v in _DEFAULTS.items() if n != keys.PARAM_SEED
+                       and isinstance(v, int | float) and not isinstance(v, bool))
+TEXT_PARAMS = tuple(n for n, v in _DEFAULTS.items() if v is None or isinstance(v, str))
 FINAL_METRICS = (keys.METRIC_ACCURACY, keys.METRIC_FLOPS, keys.METRIC_PARAMS,
                  keys.METRIC_FLOPS_PAPER, keys.METRIC_PARAMS_PAPER, keys.METRIC_BASELINE_FLOPS,
                  keys.METRIC_BASELINE_PARAMS, keys.METRIC_FLOPS_RATIO, keys.METRIC_PARAMS_RATIO,

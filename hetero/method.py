@@ -148,6 +148,7 @@ def derive(spec: TrialSpec, data, *, device: torch.device | str = "cpu") -> Deri
     torch.manual_seed(spec.seed)
     wide_model = create_model(config=wide).to(device)
     batches = data.train_batches(spec.protocol.batch_size, augment=spec.protocol.augment,
+                                 flip=spec.protocol.flip,
                                  seed=spec.seed, device=device)
     scored = score_network(spec.criterion, wide_model, wide, batches,
                            num_batches=spec.score_batches, lr=spec.protocol.lr,

@@ -26,6 +26,7 @@ class Setting:
     sweep: str | None = None            # "axis": searched list | "fixed": one value | None
     plural: str | None = None           # an axis's key in a sweep spec
     cli: bool = True                    # a flag of `hetero run` / `hetero shrink`
+    lwdna_only: bool = False            # meaningless for a uniform baseline (not logged there)
 
     def check(self, name: str, value: Any) -> None:
         """Raise ``ValueError`` naming the setting and what it accepts."""

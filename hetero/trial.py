@@ -14,7 +14,6 @@ the standard library (analysis reads it without torch).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
@@ -22,7 +21,7 @@ from hetero.dataset_info import DATASETS
 from hetero.protocol import TrainProtocol, from_known_keys
 from hetero.settings import Setting, declared, setting
 
-__all__ = ["TrialSpec", "settings", "axes", "params_of", "INITS",
+__all__ = ["TrialSpec", "settings", "axes", "defaults", "params_of", "BASELINE_CRITERION", "INITS",
            "DHP_SCORES", "TARGET_METRICS", "MAX_WIDTH_MULT"]
 
 INITS = ("fresh", "inherit", "hyper")
@@ -51,30 +50,30 @@ class TrialSpec:
                                 lo_open=True, sweep="axis", plural="width_mults")
     target: float = setting(1.0, "cost target as a fraction of the width-1.0 baseline's",
                             lo=0, hi=MAX_WIDTH_MULT ** 2, lo_open=True, sweep="axis",
-                            plural="targets")
+                            plural="targets", lwdna_only=True)
     target_metric: str = setting("flops", "what the target counts", choices=TARGET_METRICS,
-                                 sweep="fixed")
+                                 sweep="fixed", lwdna_only=True)
     criterion: str = setting("dhp", "channel score: dhp | gate | bn | l1", sweep="axis",
-                             plural="criteria")
+                             plural="criteria", lwdna_only=True)
     remain_ratio: float = setting(0.4, "rho: every unit keeps at least this share of its "
                                   "widened channels", lo=0, hi=1, lo_open=True, sweep="axis",
-                                  plural="remain_ratios")
+                                  plural="remain_ratios", lwdna_only=True)
     linear_ratio: float = setting(0.45, "tau: the floor of every unit the classifier reads; 1.0 "
                                   "never prunes it (the reference CIFAR ResNet)", lo=0, hi=1,
-                                  lo_open=True, sweep="axis", plural="linear_ratios")
+                                  lo_open=True, sweep="axis", plural="linear_ratios", lwdna_only=True)
     score_batches: int = setting(2, "scoring mini-batches (the reference: 2)", lo=1,
-                                 integer=True, sweep="fixed")
+                                 integer=True, sweep="fixed", lwdna_only=True)
     divisor: int = setting(1, "round derived widths to a multiple of this", lo=1, integer=True,
                            sweep="fixed")
     init: str = setting("fresh", "the derived network's starting weights: fresh (the paper's "
                         "'from scratch'), inherit (the scored wide network's kept weights), "
                         "hyper (dhp: generated from the kept latents, as the reference code)",
-                        choices=INITS, sweep="fixed")
+                        choices=INITS, sweep="fixed", lwdna_only=True)
     dhp_score: str = setting("grad", "dhp: rank by |dL/dz| (grad, the paper's text) or |z| "
                              "(latent, the released ResNet-50 code)", choices=DHP_SCORES,
-                             sweep="fixed")
+                             sweep="fixed", lwdna_only=True)
     embedding_dim: int = setting(8, "dhp hypernetwork embedding size m (reference 8; its "
-                                 "ImageNet runs use 2)", lo=1, integer=True, sweep="fixed")
+                                 "ImageNet runs use 2)", lo=1, integer=True, sweep="fixed", lwdna_only=True)
     seed: int = setting(0, "seed of the scoring batches, init and data order", lo=0,
                         integer=True, sweep="axis", plural="seeds")
     data_fraction: float = setting(1.0, "fraction of the training split to use", lo=0,
@@ -120,11 +119,15 @@ def axes() -> dict[str, str]:
     return {name: s.plural for name, s in settings().items() if s.sweep == "axis"}
 
 
-def params_of(spec: TrialSpec | Mapping[str, Any]) -> dict[str, Any]:
-    """The trial's settings as flat MLflow params: every setting under its own name, the
-    protocol's under ``protocol.<name>``, family options under ``option.<name>``."""
-    data = spec.to_dict() if isinstance(spec, TrialSpec) else dict(spec)
-    out = {name: data[name] for name in settings() if name in data}
-    out.update({f"protocol.{k}": v for k, v in data.get("protocol", {}).items()})
-    out.update({f"option.{k}": v for k, v in data.get("options", {}).items()})
-    return out
+BASELINE_CRITERION = "uniform"   # what a uniform baseline's criterion param says
+
+
+def params_of(spec: TrialSpec) -> dict[str, Any]:
+    """The trial's hyperparameters as flat MLflow params, named as the fields: every setting
+    (a baseline's LW-DNA-only ones left out, its criterion ``uniform``), the protocol's fields,
+    and the family options (``options``)."""
+    out = {name: getattr(spec, name) for name, s in settings().items()
+           if name != "baseline" and not (spec.baseline and s.lwdna_only)}
+    if spec.baseline:
+        out["criterion"] = BASELINE_CRITERION
+    return {**out, **spec.protocol.to_dict(), "options": dict(spec.options)}

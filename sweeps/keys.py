@@ -30,27 +30,37 @@ KIND_LWDNA = "lwdna"
 KIND_BASELINE = "baseline"
 KIND_SWEEP = "sweep"
 
-# ---- params (one per trial hyperparameter) -------------------------------------------------
-PARAM_WIDTH_MULT = "width_mult"
-PARAM_TARGET = "target"           # fraction of the width-1.0 baseline's cost (lwdna only)
-PARAM_TARGET_METRIC = "target_metric"  # flops | params
-PARAM_CRITERION = "criterion"
-PARAM_REMAIN_RATIO = "remain_ratio"    # rho
-PARAM_LINEAR_RATIO = "linear_ratio"    # tau
-PARAM_SEED = "seed"
-PARAM_DATA_FRACTION = "data_fraction"
-PARAM_EPOCHS = "epochs"
-PARAM_BATCH_SIZE = "batch_size"
-PARAM_LR = "lr"
-PARAM_MODEL = "model"
-PARAM_VARIANT = "variant"
-PARAM_DATASET = "dataset"
-PARAM_SCORE_BATCHES = "score_batches"  # scoring mini-batches (paper: 2)
-PARAM_DIVISOR = "divisor"
-PARAM_INIT = "init"
-PARAM_OPTIONS = "options"         # model family options, JSON
-PARAM_LATENCY_BATCH = "latency_batch"  # the throughput batch of the latency metrics
-# The other TrainProtocol fields are logged under their own field names (momentum, schedule, ...).
+# ---- params ------------------------------------------------------------------------------------
+# A trial logs every hyperparameter under its field name in hetero.trial.TrialSpec (and
+# TrainProtocol): that dataclass is their one owner (hetero.trial.params_of). The names sweeps and
+# analysis refer to by hand are taken from it here, so a rename fails at import, not silently.
+from hetero.protocol import TrainProtocol as _TrainProtocol  # noqa: E402 (stdlib-only modules)
+from hetero.trial import BASELINE_CRITERION  # noqa: E402,F401
+from hetero.trial import settings as _trial_settings  # noqa: E402
+
+_KNOWN = {*_trial_settings(), *_TrainProtocol.__dataclass_fields__, "options"}
+
+
+def _param(name: str) -> str:
+    if name not in _KNOWN:
+        raise AssertionError(f"{name!r} is not a TrialSpec or TrainProtocol field")
+    return name
+
+
+PARAM_WIDTH_MULT = _param("width_mult")
+PARAM_TARGET = _param("target")
+PARAM_TARGET_METRIC = _param("target_metric")
+PARAM_CRITERION = _param("criterion")
+PARAM_REMAIN_RATIO = _param("remain_ratio")
+PARAM_LINEAR_RATIO = _param("linear_ratio")
+PARAM_SEED = _param("seed")
+PARAM_DATA_FRACTION = _param("data_fraction")
+PARAM_EPOCHS = _param("epochs")
+PARAM_MODEL = _param("model")
+PARAM_VARIANT = _param("variant")
+PARAM_DATASET = _param("dataset")
+PARAM_INIT = _param("init")
+PARAM_LATENCY_BATCH = "latency_batch"  # the throughput batch of the latency metrics (sweep-level)
 
 # ---- metrics ---------------------------------------------------------------------------------
 # per epoch (step = epoch index, starting at 1)

@@ -388,9 +388,8 @@ def _context(spec: SweepSpec, tracking: TrialTracking, trial_uri: str,
     fixed = {"model": spec.model.name, "variant": spec.model.variant,
              "options": dict(spec.model.options), "dataset": spec.dataset.name,
              "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
-             "download": spec.dataset.download, "target_metric": spec.space.target_metric,
-             "score_batches": spec.space.score_batches, "divisor": spec.space.divisor,
-             "init": spec.space.init, "protocol": spec.protocol}
+             "download": spec.dataset.download, **spec.space.fixed_settings(),
+             "protocol": spec.protocol}
     varying = tuple(d for d in spec.space.DIMENSIONS if len(spec.space.values(d)) > 1)
     fail_kinds = _testing_kinds(spec.testing.fail_first_attempt)
     marker_dir = f"{storage}/.hetero-testing/{tracking.sweep}" if fail_kinds else None

@@ -14,10 +14,13 @@ import os
 import random
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, make_dataclass, replace
 from typing import Any, NamedTuple
 
 from hetero.protocol import TrainProtocol
+from hetero.trial import axes as trial_axes
+from hetero.trial import defaults as trial_defaults
+from hetero.trial import settings as trial_settings
 from sweeps import keys
 
 __all__ = ["SpecError", "SweepSpec", "ModelSpec", "DatasetSpec", "SpaceSpec", "SearchSpec",
@@ -63,34 +66,39 @@ class DatasetSpec:
     download: bool = False
 
 
-@dataclass(frozen=True)
-class SpaceSpec:
-    width_mults: tuple[float, ...] = (2.0,)
-    targets: tuple[float, ...] = (1.0,)
-    target_metric: str = "flops"
-    criteria: tuple[str, ...] = ("dhp",)
-    remain_ratios: tuple[float, ...] = (0.4,)
-    linear_ratios: tuple[float, ...] = (0.45,)
-    seeds: tuple[int, ...] = (0,)
-    data_fractions: tuple[float, ...] = (1.0,)
-    score_batches: int = 2
-    divisor: int = 1
-    init: str = "fresh"
+# The space section mirrors hetero's TrialSpec (its single owner): every "axis" setting is a
+# searched list (or a {low, high} range for a real-valued one) under its plural name, every
+# "fixed" setting one value for the whole sweep. Nothing here names a hyperparameter.
+AXES = trial_axes()                                          # setting -> plural key
+FIXED = tuple(n for n, s in trial_settings().items() if s.sweep == "fixed")
+# Real-valued axes may be continuous ranges (Optuna samples them).
+RANGE_DIMENSIONS = tuple(n for n in AXES if isinstance(trial_defaults()[n], float))
 
-    # Searched dimensions, in the order trials are enumerated and named.
-    DIMENSIONS = ("width_mult", "target", "criterion", "remain_ratio", "linear_ratio", "seed",
-                  "data_fraction")
 
-    def values(self, dimension: str) -> tuple[Any, ...]:
-        plural = {"width_mult": "width_mults", "target": "targets", "criterion": "criteria",
-                  "remain_ratio": "remain_ratios", "linear_ratio": "linear_ratios",
-                  "seed": "seeds", "data_fraction": "data_fractions"}[dimension]
-        return getattr(self, plural)
+def _values(self, dimension: str) -> tuple[Any, ...] | Range:
+    return getattr(self, AXES[dimension])
 
-    def combinations(self) -> list[dict[str, Any]]:
-        axes = [self.values(d) for d in self.DIMENSIONS]
-        return [dict(zip(self.DIMENSIONS, combo, strict=True))
-                for combo in itertools.product(*axes)]
+
+def _combinations(self) -> list[dict[str, Any]]:
+    lists = [self.values(d) for d in self.DIMENSIONS]
+    return [dict(zip(self.DIMENSIONS, combo, strict=True)) for combo in itertools.product(*lists)]
+
+
+def _fixed_settings(self) -> dict[str, Any]:
+    """The TrialSpec fields every trial of the sweep shares."""
+    return {name: getattr(self, name) for name in FIXED}
+
+
+SpaceSpec = make_dataclass(
+    "SpaceSpec",
+    [(plural, tuple, field(default=(trial_defaults()[name],))) for name, plural in AXES.items()]
+    + [(name, type(trial_defaults()[name]), field(default=trial_defaults()[name]))
+       for name in FIXED],
+    frozen=True,
+    namespace={"DIMENSIONS": tuple(AXES), "values": _values, "combinations": _combinations,
+               "fixed_settings": _fixed_settings,
+               "__doc__": "The sweep's search space: TrialSpec's axis and fixed settings."},
+)
 
 
 @dataclass(frozen=True)
@@ -294,21 +302,34 @@ def _list_or_range(inner: Validator) -> Validator:
 
 
 # ---------------------------------------------------------------------------------- schemas
+def _setting(name: str) -> Validator:
+    """A validator from the TrialSpec setting's own declaration (range, choices, type)."""
+    declared = trial_settings()[name]
+    default = trial_defaults()[name]
+
+    def check(path: str, value: Any) -> Any:
+        numeric = isinstance(default, int | float) and not isinstance(default, bool)
+        if isinstance(value, bool) and numeric or (numeric and not isinstance(value, int | float)):
+            raise _fail(path, declared.accepted(), value)
+        if isinstance(default, str) and not isinstance(value, str):
+            raise _fail(path, "one of " + ", ".join(declared.choices) if declared.choices
+                        else "a string", value)
+        try:
+            declared.check(name, value)
+        except ValueError:
+            accepted = ("one of " + ", ".join(map(str, declared.choices)) if declared.choices
+                        else declared.accepted())
+            raise _fail(path, accepted, value) from None
+        return float(value) if isinstance(default, float) else value
+
+    return check
+
+
 SPACE_SCHEMA: dict[str, Validator] = {
-    "width_mults": _list_or_range(_number(1, 8)),
-    "targets": _list_or_range(_number(0, 8, lo_open=True)),
-    "target_metric": _one_of("flops", "params"),
-    "criteria": _list(_text),
-    "remain_ratios": _list_or_range(_number(0, 1, lo_open=True)),
-    "linear_ratios": _list(_number(0, 1, lo_open=True)),
-    "seeds": _list(_number(0, integer=True)),
-    "data_fractions": _list(_number(0, 1, lo_open=True)),
-    "score_batches": _number(1, integer=True),
-    "divisor": _number(1, integer=True),
-    "init": _one_of("fresh", "inherit", "hyper"),
+    **{plural: (_list_or_range if name in RANGE_DIMENSIONS else _list)(_setting(name))
+       for name, plural in AXES.items()},
+    **{name: _setting(name) for name in FIXED},
 }
-# The dimensions a spec may give as a continuous {low, high} range.
-RANGE_DIMENSIONS = ("width_mult", "target", "remain_ratio")
 SEARCH_SCHEMA: dict[str, Validator] = {
     "type": _one_of("grid", "random", "optuna"),
     "num_samples": _number(1, integer=True),

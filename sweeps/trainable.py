@@ -110,18 +110,10 @@ def _width(mult: float) -> str:
 
 
 def _params(spec) -> dict[str, Any]:
-    """Every hyperparameter of the trial, under the names in sweeps.keys."""
-    params = {keys.PARAM_MODEL: spec.model, keys.PARAM_VARIANT: spec.variant,
-              keys.PARAM_DATASET: spec.dataset, keys.PARAM_WIDTH_MULT: spec.width_mult,
-              keys.PARAM_SEED: spec.seed, keys.PARAM_DATA_FRACTION: spec.data_fraction,
-              keys.PARAM_OPTIONS: spec.options, **spec.protocol.to_dict()}
-    if spec.baseline:
-        return {**params, keys.PARAM_CRITERION: "uniform"}
-    return {**params, keys.PARAM_TARGET: spec.target, keys.PARAM_TARGET_METRIC: spec.target_metric,
-            keys.PARAM_CRITERION: spec.criterion, keys.PARAM_REMAIN_RATIO: spec.remain_ratio,
-            keys.PARAM_LINEAR_RATIO: spec.linear_ratio,
-            keys.PARAM_SCORE_BATCHES: spec.score_batches, keys.PARAM_DIVISOR: spec.divisor,
-            keys.PARAM_INIT: spec.init}
+    """Every hyperparameter of the trial, named as hetero.trial declares them."""
+    from hetero.trial import params_of
+
+    return params_of(spec)
 
 
 def _tags(context: TrialContext, spec) -> dict[str, str]:

@@ -50,7 +50,7 @@ def test_unknown_protocol_key_names_the_protocol_fields():
 
 @pytest.mark.parametrize("changes, path, accepted", [
     ({"space": {"remain_ratios": [0.4, 1.5]}}, "space.remain_ratios[1]", "(0, 1]"),
-    ({"space": {"width_mults": [0.5]}}, "space.width_mults[0]", "[1, 8]"),
+    ({"space": {"width_mults": [17]}}, "space.width_mults[0]", "(0, 16]"),
     ({"space": {"data_fractions": [0]}}, "space.data_fractions[0]", "(0, 1]"),
     ({"search": {"type": "bayes"}}, "search.type", "grid, random, optuna"),
     ({"scheduler": {"type": "asha", "grace_period": 50}}, "scheduler.grace_period",
