@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from hetero.trial import TrialSpec
 from sweeps import keys
 from sweeps.spec import (
     NAME_PATTERN,
@@ -385,11 +386,11 @@ def _context(spec: SweepSpec, tracking: TrialTracking, trial_uri: str,
              storage: str) -> TrialContext:
     base = base_config(spec)
     data_dir = spec.dataset.data_dir
-    fixed = {"model": spec.model.name, "variant": spec.model.variant,
-             "options": dict(spec.model.options), "dataset": spec.dataset.name,
-             "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
-             "download": spec.dataset.download, **spec.space.fixed_settings(),
-             "protocol": spec.protocol}
+    fixed = TrialSpec(model=spec.model.name, variant=spec.model.variant,
+                      options=dict(spec.model.options), dataset=spec.dataset.name,
+                      data_dir=str(Path(data_dir).expanduser().resolve()) if data_dir else None,
+                      download=spec.dataset.download, **spec.space.fixed_settings(),
+                      protocol=spec.protocol)
     varying = tuple(d for d in spec.space.DIMENSIONS if len(spec.space.values(d)) > 1)
     fail_kinds = _testing_kinds(spec.testing.fail_first_attempt)
     marker_dir = f"{storage}/.hetero-testing/{tracking.sweep}" if fail_kinds else None

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields, make_dataclass, replace
 from typing import Any, NamedTuple
 
 from hetero.protocol import TrainProtocol
+from hetero.settings import declared
 from hetero.trial import axes as trial_axes
 from hetero.trial import defaults as trial_defaults
 from hetero.trial import settings as trial_settings
@@ -404,20 +405,17 @@ def _protocol(data: Any) -> TrainProtocol:
     data = {} if data is None else _mapping("protocol", data)
     defaults = {f.name: f.default for f in fields(TrainProtocol)}
     _check_keys("protocol", data, tuple(defaults))
+    settings = declared(TrainProtocol)
     for key, value in data.items():
         _check_type(f"protocol.{key}", value, defaults[key])
+        try:  # each field's own declared range; its message starts with the field's name
+            settings[key].check(key, value)
+        except ValueError as exc:
+            raise SpecError(f"protocol.{exc}") from None
     try:
         return TrainProtocol(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-    except ValueError as exc:
-        raise _protocol_error(str(exc).removeprefix("training protocol: "), data) from None
-
-
-def _protocol_error(message: str, data: dict[str, Any]) -> SpecError:
-    # TrainProtocol's messages start with the field name: turn that into the key path.
-    key = message.split(" ", 1)[0]
-    if key in data:
-        return SpecError(f"protocol.{message}, got {data[key]!r}")
-    return SpecError(f"protocol: {message}")
+    except ValueError as exc:  # the checks across fields (milestones, warm-up)
+        raise SpecError(f"protocol: {str(exc).removeprefix('training protocol: ')}") from None
 
 
 def _check_type(path: str, value: Any, default: Any) -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hetero.errors import TrainingDiverged
+from hetero.trial import TrialSpec
 from sweeps import keys
 from sweeps.tracking import FAILED, FINISHED, TrialRun, TrialTracking
 
@@ -38,7 +39,7 @@ class TrialContext:
     MLflow server of the new session listens on another port).
     """
 
-    fixed: dict[str, Any]            # TrialSpec fields shared by all trials (model, protocol, ...)
+    fixed: TrialSpec                 # what all trials share; each trial replaces its searched fields
     tracking: TrialTracking
     model_label: str                 # what the user wrote, e.g. resnet56 (for run names)
     family: str
@@ -53,13 +54,12 @@ class TrialContext:
 
 
 def trial_spec(context: TrialContext, hp: dict[str, Any]):
-    from hetero.method import TrialSpec
 
     searched = {k: v for k, v in hp.items() if k != "kind"}
-    fixed = dict(context.fixed)
+    spec = replace(context.fixed, **searched, baseline=hp["kind"] == keys.KIND_BASELINE)
     if hp["kind"] in context.diverge_kinds:
-        fixed["protocol"] = fixed["protocol"].replace(lr=DIVERGING_LR)
-    return TrialSpec(**fixed, **searched, baseline=hp["kind"] == keys.KIND_BASELINE)
+        spec = replace(spec, protocol=spec.protocol.replace(lr=DIVERGING_LR))
+    return spec
 
 
 def run_name(model_label: str, varying: tuple[str, ...], hp: dict[str, Any]) -> str:
