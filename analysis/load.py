@@ -30,9 +30,6 @@ from mlflow.exceptions import MlflowException
 from analysis.errors import AnalysisError
 from hetero.trial import defaults as trial_defaults
 from sweeps import keys
-from sweeps.tracking import tracking_uri_problem
-
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # relative: the mlflow.db in the current folder
 
 TRIAL_KINDS = (keys.KIND_LWDNA, keys.KIND_BASELINE)
 # Columns from the trial's own settings (hetero.trial.TrialSpec declares them): numbers as
@@ -133,11 +130,15 @@ def load_history(run_id: str, *, tracking_uri: str | None = None,
 # ---- tracking store -------------------------------------------------------------------------
 
 def resolve_tracking_uri(tracking_uri: str | None) -> str:
-    """The URI to read (argument, else $MLFLOW_TRACKING_URI, else DEFAULT_TRACKING_URI),
-    checked first: MLflow would silently create an empty SQLite file or retry an absent server."""
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    if problem := tracking_uri_problem(uri):
-        raise AnalysisError(f"{problem} (--tracking-uri)")
+    """The store to read, resolved as every hetero command does (sweeps.tracking), then checked
+    to exist: MLflow would silently create an empty SQLite file or retry an absent server."""
+    from sweeps.tracking import TrackingError
+    from sweeps.tracking import resolve_tracking_uri as resolve
+
+    try:
+        uri = resolve(tracking_uri)
+    except TrackingError as exc:
+        raise AnalysisError(f"{exc} (--tracking-uri)") from None
     if uri.startswith("sqlite:///"):
         _check_sqlite(uri)
     elif uri.startswith(("http://", "https://")):

@@ -147,8 +147,7 @@ def load_network(ref: str, tracking_uri: str | None = None):
 
     uri = _model_uri(ref)
     if not is_model_folder(ref):
-        mlflow.set_tracking_uri(resolve_tracking_uri(
-            tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")))
+        mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     folder = Path(ref) if is_model_folder(ref) else Path(tempfile.mkdtemp(prefix="hetero-model-"))
     # With dst_path MLflow downloads the model folder there (the extra files included).
     model = mlflow.pytorch.load_model(uri if folder != Path(ref) else str(folder),

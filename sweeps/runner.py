@@ -113,17 +113,15 @@ class SweepResults:
     tune_seconds: float = 0.0       # Tuner.fit calls
 
     def pareto(self) -> list[TrialOutcome]:
-        """Finished trials no other finished trial beats on both accuracy and FLOPs."""
+        """Finished trials no other finished trial beats on both accuracy and FLOPs (the one
+        Pareto implementation: analysis.pareto)."""
+        from analysis.pareto import non_dominated_mask
+
         done = [t for t in self.trials if t.finished]
-
-        def point(t: TrialOutcome) -> tuple[float, float]:
-            return t.metrics[keys.METRIC_ACCURACY], t.metrics[keys.METRIC_FLOPS]
-
-        def dominated(t: TrialOutcome) -> bool:
-            (a, f) = point(t)
-            return any(point(o)[0] >= a and point(o)[1] <= f and point(o) != (a, f) for o in done)
-
-        return sorted((t for t in done if not dominated(t)), key=lambda t: point(t)[1])
+        points = [(t.metrics[keys.METRIC_ACCURACY], t.metrics[keys.METRIC_FLOPS]) for t in done]
+        keep = non_dominated_mask(points, ("max", "min")) if done else []
+        return sorted((t for t, k in zip(done, keep, strict=True) if k),
+                      key=lambda t: t.metrics[keys.METRIC_FLOPS])
 
     def summary(self) -> str:
         counts = (f"{sum(t.finished for t in self.trials)} finished, "

@@ -64,7 +64,10 @@ def is_loopback_uri(uri: str) -> bool:
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
-    """An explicit URI with relative SQLite paths made absolute (trials run in other folders)."""
+    """The one resolution every command uses: the given URI, else ``$MLFLOW_TRACKING_URI``, else
+    ``mlflow.db`` here; relative SQLite paths made absolute (trials run in other folders);
+    refused with the fix when MLflow could not use it (:class:`TrackingError`)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         return default_tracking_uri()
     _check_scheme(uri)
@@ -355,8 +358,7 @@ class TrialRun:
         self.client.log_batch(self.run_id, tags=[RunTag(keys.TAG_STOPPED_EARLY, "false")])
         self.client.log_text(self.run_id, result.config.to_json(), keys.ARTIFACT_CONFIG)
         self.client.log_text(self.run_id, result.base_config.to_json(), keys.ARTIFACT_BASE_CONFIG)
-        self.client.log_figure(self.run_id, width_figure(result.width_ratios),
-                               keys.ARTIFACT_WIDTH_PLOT)
+        self.client.log_figure(self.run_id, width_figure(result), keys.ARTIFACT_WIDTH_PLOT)
         # One more small call so the total includes the artifacts (the rest is milliseconds).
         self.seconds += time.perf_counter() - start
         self.client.log_metric(self.run_id, keys.METRIC_TRACKING_SECONDS, self.seconds, step=step)
@@ -382,29 +384,12 @@ def _param_text(value: Any) -> str:
     return str(value)
 
 
-def width_figure(width_ratios: dict[str, float]):
-    """Per-layer width / baseline width, one bar per layer, coloured by stage (legend).
+def width_figure(result):
+    """The trial's per-layer width profile, drawn by the one width plot (analysis.plots)."""
+    import pandas as pd
 
-    A Figure without pyplot (no GUI, no global state). Layer names are in the JSON artifacts:
-    dozens of rotated names would be unreadable and cost most of the rendering time.
-    """
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-    from matplotlib.ticker import MaxNLocator
+    from analysis.plots import plot_width_profiles
 
-    ratios = list(width_ratios.values())
-    stages = [name.split(".", 1)[0] for name in width_ratios]
-    palette = {stage: f"C{i % 10}" for i, stage in enumerate(dict.fromkeys(stages))}
-    fig = Figure(figsize=(max(6.0, 0.09 * len(ratios) + 2.0), 3.0), dpi=90)
-    ax = fig.subplots()
-    ax.bar(range(len(ratios)), ratios, width=0.85, color=[palette[s] for s in stages])
-    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
-    ax.set_xlim(-0.6, len(ratios) - 0.4)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylim(0, max(1.0, *ratios) * 1.25)
-    ax.set_xlabel("layer (forward order)")
-    ax.set_ylabel("width / baseline width")
-    ax.legend(handles=[Patch(color=c, label=s) for s, c in palette.items()], fontsize=7,
-              ncol=len(palette), loc="upper left", frameon=False)
-    fig.subplots_adjust(left=0.1, right=0.99, top=0.97, bottom=0.16)
-    return fig
+    row = {"widths": dict(result.config.widths), "base_widths": dict(result.base_config.widths),
+           keys.METRIC_ACCURACY: result.accuracy}
+    return plot_width_profiles(pd.DataFrame([row]), max_profiles=1)
