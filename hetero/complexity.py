@@ -34,32 +34,43 @@ class Complexity:
 
 @dataclass
 class CostTerms:
-    """sum(linear[u] * w[u]) + sum(product[u, v] * w[u] * w[v]), w the unit widths."""
+    """constant + sum(linear[u] * w[u]) + sum(product[u, v] * w[u] * w[v]), w the unit widths.
 
-    linear: dict[int, int] = field(default_factory=lambda: defaultdict(int))
-    product: dict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
+    Integer coefficients count FLOPs and params exactly; real ones model a measured cost (the
+    latency model of :mod:`hetero.latency_model`).
+    """
 
-    def add_linear(self, unit: int, coefficient: int) -> None:
-        self.linear[unit] += int(coefficient)
+    linear: dict[int, float] = field(default_factory=lambda: defaultdict(int))
+    product: dict[tuple[int, int], float] = field(default_factory=lambda: defaultdict(int))
+    constant: float = 0
 
-    def add_product(self, a: int, b: int, coefficient: int) -> None:
-        self.product[(min(a, b), max(a, b))] += int(coefficient)
+    def add_linear(self, unit: int, coefficient: float) -> None:
+        self.linear[unit] += coefficient
+
+    def add_product(self, a: int, b: int, coefficient: float) -> None:
+        self.product[(min(a, b), max(a, b))] += coefficient
 
 
 class _Compiled:
     def __init__(self, terms: CostTerms) -> None:
+        values = [terms.constant, *terms.linear.values(), *terms.product.values()]
+        self.exact = all(isinstance(v, int) for v in values)
+        dtype = np.int64 if self.exact else np.float64
+        self.constant = terms.constant
         self.lin_index = np.array(list(terms.linear), dtype=np.int64)
-        self.lin_coef = np.array(list(terms.linear.values()), dtype=np.int64)
+        self.lin_coef = np.array(list(terms.linear.values()), dtype=dtype)
         pairs = list(terms.product)
         self.a = np.array([p[0] for p in pairs], dtype=np.int64)
         self.b = np.array([p[1] for p in pairs], dtype=np.int64)
-        self.prod_coef = np.array(list(terms.product.values()), dtype=np.int64)
+        self.prod_coef = np.array(list(terms.product.values()), dtype=dtype)
 
-    def __call__(self, w: np.ndarray) -> int:
-        total = int(self.lin_coef @ w[self.lin_index]) if self.lin_index.size else 0
+    def __call__(self, w: np.ndarray) -> int | float:
+        total = self.constant
+        if self.lin_index.size:
+            total += self.lin_coef @ w[self.lin_index]
         if self.a.size:
-            total += int(self.prod_coef @ (w[self.a] * w[self.b]))
-        return total
+            total += self.prod_coef @ (w[self.a] * w[self.b])
+        return int(total) if self.exact else float(total)
 
 
 class CostModel:
@@ -79,4 +90,8 @@ class CostModel:
 
     def metric(self, widths: np.ndarray, metric: str, accounting: str = "macs") -> int:
         """One metric (``flops`` or ``params``): the shrinker's inner loop."""
-        return self._compiled[f"{accounting}_{metric}"](widths)
+        return self.evaluate(f"{accounting}_{metric}", widths)
+
+    def evaluate(self, key: str, widths: np.ndarray) -> int | float:
+        """The polynomial named ``key`` at unit ``widths``."""
+        return self._compiled[key](widths)

@@ -35,7 +35,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from hetero.complexity import CostModel, CostTerms
 
-__all__ = ["ChannelGraph", "ConvOp", "LinearOp", "NormOp", "ActOp", "Layout", "Unit",
+__all__ = ["ChannelGraph", "add_macs", "ConvOp", "LinearOp", "NormOp", "ActOp", "Layout", "Unit",
            "UnsupportedModel", "derive_graph", "PAPER_ACTIVATIONS"]
 
 # Activation modules the paper's accounting counts: 1 FLOP per output element, once per module
@@ -75,6 +75,7 @@ class ConvOp:
     output: Layout
     kernel: int                 # kh * kw
     out_hw: int                 # output positions (batch size 1)
+    in_size: tuple[int, ...]    # input spatial size (to rebuild the op alone, e.g. to time it)
     group_width: int | None     # None: dense conv; else input channels per group (1: depthwise)
     bias: bool
 
@@ -330,9 +331,11 @@ class _Walker:
             raise self._unsupported(node, "reads a tensor whose channels the graph lost")
         kernel = math.prod(conv.kernel_size)
         hw = self.hw(out_shape)
+        in_size = tuple(self.shape(node.args[0])[2:])
         if conv.groups == 1:
             output = self.producer(node, path, conv.out_channels, source)
-            self.ops.append(ConvOp(path, source, output, kernel, hw, None, conv.bias is not None))
+            self.ops.append(ConvOp(path, source, output, kernel, hw, in_size, None,
+                                   conv.bias is not None))
             return output
         if conv.out_channels != conv.in_channels or len(source.units) != 1:
             raise self._unsupported(node, f"is a grouped conv (groups={conv.groups}) whose output "
@@ -345,7 +348,7 @@ class _Walker:
         self.granularity[unit] = math.lcm(self.granularity.get(unit, 1), group_width)
         self.passthrough[path] = unit
         self.module_out[path], self.module_in[path] = source, source
-        self.ops.append(ConvOp(path, source, source, kernel, hw, group_width,
+        self.ops.append(ConvOp(path, source, source, kernel, hw, in_size, group_width,
                                conv.bias is not None))
         return source
 
@@ -484,7 +487,7 @@ class _Walker:
 def _remap_op(op, remap):
     if isinstance(op, ConvOp):
         return ConvOp(op.path, remap(op.inputs), remap(op.output), op.kernel, op.out_hw,
-                      op.group_width, op.bias)
+                      op.in_size, op.group_width, op.bias)
     if isinstance(op, LinearOp):
         return LinearOp(op.path, remap(op.inputs), remap(op.output), op.bias)
     if isinstance(op, NormOp):
@@ -532,7 +535,7 @@ def _both(terms: dict[str, CostTerms], metric: str):
 
 def _conv_terms(op: ConvOp, terms: dict[str, CostTerms], *, params: bool) -> None:
     for flops in _both(terms, "flops"):
-        _conv_cost(op, flops, op.kernel * op.out_hw)
+        add_macs(op, flops)
     if params:
         for p in _both(terms, "params"):
             _conv_cost(op, p, op.kernel)
@@ -541,7 +544,17 @@ def _conv_terms(op: ConvOp, terms: dict[str, CostTerms], *, params: bool) -> Non
                     p.add_linear(u, 1)
 
 
-def _conv_cost(op: ConvOp, terms: CostTerms, scale: int) -> None:
+def add_macs(op: ConvOp | LinearOp, terms: CostTerms, scale: float = 1) -> None:
+    """Add ``scale`` x the op's multiply-accumulates (a polynomial in unit widths) to ``terms``."""
+    if isinstance(op, ConvOp):
+        _conv_cost(op, terms, scale * op.kernel * op.out_hw)
+        return
+    for u_in in op.inputs.units:
+        for u_out in op.output.units:
+            terms.add_product(u_in, u_out, scale * op.inputs.repeat)
+
+
+def _conv_cost(op: ConvOp, terms: CostTerms, scale: float) -> None:
     if op.group_width is not None:  # weights: out channels x group width
         for u in op.output.units:
             terms.add_linear(u, scale * op.group_width)

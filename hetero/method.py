@@ -155,8 +155,10 @@ def derive(spec: TrialSpec, data, *, device: torch.device | str = "cpu") -> Deri
                            momentum=spec.protocol.momentum,
                            weight_decay=spec.protocol.weight_decay, seed=spec.seed,
                            **_criterion_options(spec))
+    latency = _latency_model(wide, base, device) if spec.target_metric == "latency" else None
     shrunk = shrink_to_target(
-        wide, scored.scores, base_config=base, target=spec.target, target_metric=spec.target_metric,
+        wide, scored.scores, base_config=base, latency=latency, target=spec.target,
+        target_metric=spec.target_metric,
         remain_ratio=spec.remain_ratio, linear_ratio=spec.linear_ratio, divisor=spec.divisor,
         width_mult=spec.width_mult,
     )
@@ -164,6 +166,13 @@ def derive(spec: TrialSpec, data, *, device: torch.device | str = "cpu") -> Deri
     # The scored network (the trained copy for bn and dhp) is what `inherit` slices from.
     return Derivation(base, wide, shrunk.config, shrunk.kept, shrunk.target_value, seconds,
                       scored.network, spec.target_metric, scored.generated)
+
+
+def _latency_model(wide: ChannelConfig, base: ChannelConfig, device):
+    from hetero.latency_model import build_latency_model
+    from hetero.models.factory import graph_of
+
+    return build_latency_model(graph_of(wide), wide, base, device)
 
 
 def _criterion_options(spec: TrialSpec) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from hetero.config import ChannelConfig
 
 __all__ = ["ShrinkResult", "shrink_to_target", "reachable_range", "unit_floors"]
 
-METRICS = ("flops", "params")
+METRICS = ("flops", "params", "latency")
 
 
 @dataclass(frozen=True)
@@ -71,10 +71,10 @@ def _round_up(width: int, step: int, cap: int) -> int:
 def reachable_range(wide_config: ChannelConfig, *, base_config: ChannelConfig,
                     target_metric: str = "flops", remain_ratio: float = 0.4,
                     linear_ratio: float = 0.45, divisor: int = 1,
-                    accounting: str = "macs") -> tuple[float, float]:
+                    accounting: str = "macs", latency=None) -> tuple[float, float]:
     """(lowest, highest) reachable cost as fractions of the baseline's: every unit at its floor,
     and the whole widened net. Targets in this closed range are accepted by shrink_to_target."""
-    costing = _Costing(wide_config, base_config, target_metric, accounting)
+    costing = _Costing(wide_config, base_config, target_metric, accounting, latency)
     floors = unit_floors(wide_config, remain_ratio=remain_ratio, linear_ratio=linear_ratio,
                          divisor=divisor)
     return costing(floors) / costing.base, costing(costing.full) / costing.base
@@ -82,14 +82,17 @@ def reachable_range(wide_config: ChannelConfig, *, base_config: ChannelConfig,
 
 class _Costing:
     """The chosen metric of ``wide`` with some unit widths replaced: the graph's cost polynomial
-    evaluated at a width vector (no forward pass, no model)."""
+    (or the latency model's, for ``latency``) evaluated at a width vector (no forward pass)."""
 
     def __init__(self, wide: ChannelConfig, base: ChannelConfig, metric: str,
-                 accounting: str) -> None:
+                 accounting: str, latency=None) -> None:
         from hetero.models.factory import check_config, complexity
 
         if metric not in METRICS:
             raise ValueError(f"target_metric must be one of {METRICS}, got {metric!r}")
+        if metric == "latency" and latency is None:
+            raise ValueError("target_metric latency needs the device's latency model: pass "
+                             "latency=hetero.latency_model.build_latency_model(...)")
         if (wide.family, wide.variant, wide.layers) != (base.family, base.variant, base.layers):
             raise ValueError(f"base_config ({base.family}/{base.variant}) is not the width-1.0 "
                              f"network of the widened {wide.family}/{wide.variant}: pass "
@@ -99,15 +102,20 @@ class _Costing:
         self.units = {u.layers[0]: u for u in self.graph.free_units()}
         self.full = {key: wide.widths[key] for key in self.units}
         self.vector = np.array(self.graph.unit_widths(dict(wide.widths), wide.in_channels))
-        self.base = getattr(complexity(base, accounting), metric)
+        self.latency = latency
+        # A latency target is a fraction of the baseline as timed on the device.
+        self.base = (latency.base_seconds if metric == "latency"
+                     else getattr(complexity(base, accounting), metric))
 
     def config(self, widths: dict[str, int]) -> ChannelConfig:
         return self.wide.with_unit_widths(widths)
 
-    def __call__(self, widths: dict[str, int]) -> int:
+    def __call__(self, widths: dict[str, int]) -> float:
         vector = self.vector.copy()
         for key, width in widths.items():
             vector[self.units[key].id] = width
+        if self.metric == "latency":
+            return self.latency(vector)
         return self.graph.cost.metric(vector, self.metric, self.accounting)
 
 
@@ -116,8 +124,11 @@ def shrink_to_target(wide_config: ChannelConfig, scores: dict[str, torch.Tensor]
                      target_metric: str = "flops", remain_ratio: float = 0.4,
                      linear_ratio: float = 0.45, divisor: int = 1,
                      width_mult: float | None = None, tolerance: float = 0.005,
-                     accounting: str = "macs") -> ShrinkResult:
+                     accounting: str = "macs", latency=None) -> ShrinkResult:
     """Keep the best-scored channels so the derived net costs ``target`` x the baseline's.
+
+    ``target_metric="latency"`` shrinks to ``target`` x the baseline's measured batch-1 latency
+    with ``latency``, a :class:`~hetero.latency_model.LatencyModel` of the device.
 
     ``scores`` maps each unit's first layer name to one score per widened channel (higher =
     more important; signs are ignored). Raises ``ValueError`` when the target is outside the
@@ -126,7 +137,7 @@ def shrink_to_target(wide_config: ChannelConfig, scores: dict[str, torch.Tensor]
     """
     if not target > 0 or not tolerance >= 0:
         raise ValueError(f"target must be > 0 and tolerance >= 0, got {target}, {tolerance}")
-    costing = _Costing(wide_config, base_config, target_metric, accounting)
+    costing = _Costing(wide_config, base_config, target_metric, accounting, latency)
     floors = unit_floors(wide_config, remain_ratio=remain_ratio, linear_ratio=linear_ratio,
                          divisor=divisor)
     search = _Search(costing, _ranked_scores(costing, scores), floors, divisor)
@@ -179,7 +190,7 @@ def _check_reachable(target, target_value, reach, costing, width_mult, ratios) -
     slack = 1e-9 * costing.base  # target = reachable_range()[0] must be accepted exactly
     if lo - slack <= target_value <= hi + slack:
         return
-    metric = "FLOPs" if costing.metric == "flops" else "params"
+    metric = {"flops": "FLOPs", "params": "params", "latency": "seconds"}[costing.metric]
     wide = costing.wide
     width = width_mult if width_mult is not None else _apparent_width(costing)
     where = (f"for {wide.family}/{wide.variant} at width {width:g} (reachable "

@@ -26,7 +26,7 @@ __all__ = ["TrialSpec", "settings", "axes", "defaults", "params_of", "BASELINE_C
 
 INITS = ("fresh", "inherit", "hyper")
 DHP_SCORES = ("grad", "latent")
-TARGET_METRICS = ("flops", "params")
+TARGET_METRICS = ("flops", "params", "latency")
 # Wider than this is a typo, not an experiment (a 2x ResNet-50 already has ~100 M parameters).
 MAX_WIDTH_MULT = 16.0
 
@@ -51,7 +51,9 @@ class TrialSpec:
     target: float = setting(1.0, "cost target as a fraction of the width-1.0 baseline's",
                             lo=0, hi=MAX_WIDTH_MULT ** 2, lo_open=True, sweep="axis",
                             plural="targets", lwdna_only=True)
-    target_metric: str = setting("flops", "what the target counts", choices=TARGET_METRICS,
+    target_metric: str = setting("flops", "what the target counts: FLOPs (macs), params, or "
+                                 "batch-1 latency on the trial's device",
+                                 choices=TARGET_METRICS,
                                  sweep="fixed", lwdna_only=True)
     criterion: str = setting("dhp", "channel score: dhp | gate | bn | l1", sweep="axis",
                              plural="criteria", lwdna_only=True)
