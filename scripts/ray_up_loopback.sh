@@ -18,7 +18,7 @@ VENV=${VENV:-$ROOT/.venv}
 PY=$VENV/bin/python
 HEAD=127.0.0.2
 WORKER=127.0.0.3
-WORK=$(mktemp -d /tmp/hrup.XXXXXX)
+WORK=${WORK:-$(mktemp -d /tmp/hrup.XXXXXX)}   # the test passes its own (with KEEP_WORK=1)
 RAYTMP=/tmp/hru$$                      # short: Ray's socket paths must fit in 107 bytes
 NAME=hetero-loopback-$$
 UP=0

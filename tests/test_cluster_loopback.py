@@ -22,11 +22,30 @@ pytestmark = [
 ]
 
 
-def test_ray_up_runs_a_sweep_on_both_loopback_nodes():
-    done = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=900)
+def test_ray_up_runs_a_sweep_on_both_loopback_nodes(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "WORK": str(work), "KEEP_WORK": "1"}
+    done = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=900,
+                          env=env)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
-    assert "trials ran on both nodes" in output
-    assert "node 127.0.0.2" in output and "node 127.0.0.3" in output
+    # Where each trial ran, read from the store the head's MLflow server wrote (not from what
+    # the script printed): the node_ip tag each trial sets from inside its Ray worker.
+    assert _trial_nodes(work / "home" / "mlflow" / "mlflow.db") == {"127.0.0.2", "127.0.0.3"}
     # The script leaves nothing of its cluster behind.
     assert "ray_scoped_stop: all stopped" in output
+
+
+def _trial_nodes(db: Path) -> set[str]:
+    from mlflow import MlflowClient
+
+    from sweeps import keys
+
+    client = MlflowClient(f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name("quickstart")
+    runs = client.search_runs([experiment.experiment_id],
+                              filter_string=f"tags.{keys.TAG_KIND} != '{keys.KIND_SWEEP}'")
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert finished, "no finished trial in the cluster's store"
+    return {r.data.tags.get(keys.TAG_NODE_IP) for r in finished}

@@ -145,6 +145,23 @@ def test_kd_runs_and_changes_the_loss(small_digits):
         assert torch.equal(value, teacher_before[key]), key  # never trained, BN stats untouched
 
 
+def test_kd_loss_is_the_papers_formula(small_digits):
+    """0.4 * KL(softmax(teacher/T) || softmax(student/T)) * T^2 + 0.6 * CE, batch mean (T = 4),
+    written out here with explicit sums: a different loss or weighting fails."""
+    teacher = _model(seed=9).eval()
+    trainer = Trainer(_model(), small_digits, _short(epochs=1, kd_weight=0.4), seed=0,
+                      teacher=teacher)
+    x, y = next(iter(small_digits.train_batches(16, augment=False)))
+    logits = trainer.model(x)
+    t = 4.0
+    p_teacher = torch.softmax(teacher(x).detach() / t, dim=1)
+    log_p_student = torch.log_softmax(logits / t, dim=1)
+    kl = (p_teacher * (torch.log(p_teacher) - log_p_student)).sum(1).mean() * t * t
+    ce = -torch.log_softmax(logits, dim=1)[torch.arange(len(y)), y].mean()
+    expected = 0.4 * kl + 0.6 * ce
+    torch.testing.assert_close(trainer._loss(x, logits, y), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_kd_without_a_teacher_is_an_error(small_digits):
     with pytest.raises(ValueError, match="teacher"):
         Trainer(_model(), small_digits, _short(kd_weight=0.4), seed=0)
