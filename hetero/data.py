@@ -32,7 +32,7 @@ CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Reference code's Tiny-ImageNet loader (method.md 1.7).
+# The reference code's Tiny-ImageNet loader (ofsoundof/dhp).
 TINY_MEAN = (0.4802, 0.4481, 0.3975)
 TINY_STD = (0.2302, 0.2265, 0.2262)
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
@@ -534,7 +534,7 @@ def _load_imagenet(root: Path, device) -> StreamingImageData:
 # ---------------------------------------------------------------------------------------------
 # The paper's datasets brought as folders: Tiny-ImageNet (as shipped, or an image folder) and
 # CIFAR as an image folder. Unlike `imagefolder` they keep the reference's fixed statistics
-# (method.md 1.7), so a subset normalises exactly as the full dataset does.
+# (the reference code's), so a subset normalises exactly as the full dataset does.
 
 FIXED_STATS_FOLDERS = {"tinyimagenet": (TINY_MEAN, TINY_STD), "cifar10": (CIFAR_MEAN, CIFAR_STD),
                        "cifar100": (CIFAR_MEAN, CIFAR_STD)}

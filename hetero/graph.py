@@ -39,7 +39,7 @@ __all__ = ["ChannelGraph", "add_macs", "ConvOp", "LinearOp", "NormOp", "ActOp", 
            "UnsupportedModel", "derive_graph", "PAPER_ACTIVATIONS"]
 
 # Activation modules the paper's accounting counts: 1 FLOP per output element, once per module
-# (method.md sections 2 and 6). h-swish is built around an nn.ReLU6 and so counts through it;
+# (the paper's Table 1 counts exactly so). h-swish is built around an nn.ReLU6 and so counts through it;
 # EfficientNet's swish and SE's sigmoid count 0.
 PAPER_ACTIVATIONS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)
 

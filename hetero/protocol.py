@@ -33,8 +33,8 @@ class TrainProtocol:
     lr: float = setting(0.1, "SGD learning rate", lo=0, lo_open=True)
     momentum: float = setting(0.9, "SGD momentum", lo=0, hi=0.999, cli=False)
     nesterov: bool = setting(False, "Nesterov momentum", cli=False)
-    weight_decay: float = setting(1e-4, "weight decay (method.md 1.7: CIFAR and ImageNet use "
-                                  "1e-4)", lo=0)
+    weight_decay: float = setting(1e-4, "weight decay (the reference code's CIFAR and ImageNet "
+                                  "value)", lo=0)
     schedule: str = setting("cosine", "learning-rate schedule", choices=SCHEDULES)
     milestones: tuple[float, ...] = setting((0.5, 0.75), "step schedule: fractions of epochs",
                                             cli=False)
@@ -49,7 +49,7 @@ class TrainProtocol:
     augment: bool = setting(True, "random crop (pad: 1/8 of the size) + horizontal flip",
                             cli=False)
     flip: bool = setting(True, "horizontal flip; false reproduces the reference's ImageNet and "
-                         "Tiny-ImageNet loaders (method.md pitfall 9)", cli=False)
+                         "Tiny-ImageNet loaders, whose flip flag is inverted", cli=False)
     amp: bool = setting(True, "bf16 autocast (CUDA only; ignored on CPU)", cli=False)
     channels_last: bool = setting(True, "channels_last memory format (CUDA only)", cli=False)
     device: str = setting("auto", "auto | cpu | cuda | cuda:N")

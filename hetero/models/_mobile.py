@@ -1,7 +1,7 @@
 """What the mobile families share: their three layouts, picked by the dataset's input size.
 
 The paper trains its mobile networks on Tiny-ImageNet (64 px) and ImageNet (224 px); each family's
-module says which strides its ``cifar``, ``tiny`` and ``imagenet`` layouts use (method.md section 6).
+module says which strides its ``cifar``, ``tiny`` and ``imagenet`` layouts use (the authors' model files).
 """
 
 from __future__ import annotations

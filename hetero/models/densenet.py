@@ -1,4 +1,4 @@
-"""DenseNet-40 for CIFAR (Huang et al. 2017): the paper's Table 1 baseline (method.md section 6).
+"""DenseNet-40 for CIFAR (Huang et al. 2017): the paper's Table 1 baseline (the authors' model files).
 
 Depth 40, growth rate k = 12, no bottleneck, no compression: a 3x3 stem to 2k = 24 channels, three
 dense blocks of 12 pre-activation layers (BN-ReLU-conv3x3 to k channels, concatenated onto their

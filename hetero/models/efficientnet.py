@@ -1,4 +1,4 @@
-"""EfficientNet-B0 (Tan & Le 2019) as the paper's CIFAR-100 baseline (method.md section 6).
+"""EfficientNet-B0 (Tan & Le 2019) as the paper's CIFAR-100 baseline (the authors' model files).
 
 Mobile inverted bottlenecks: 1x1 expansion-BN-swish (absent at expansion 1), depthwise kxk-BN-swish,
 squeeze-excitation, 1x1 projection-BN, plus the input when the stride is 1 and the width is kept.
@@ -6,7 +6,7 @@ As in the authors' code, SE squeezes to the *block input* width // 4 with biased
 inside, the head is 1x1 320->1280-BN-swish, and there is no dropout.
 
 swish is a small module computing ``x * sigmoid(x)`` rather than ``nn.SiLU``: the paper's counter
-charges it nothing (method.md section 6), and the hook counter only charges ``PAPER_ACTIVATIONS``.
+charges it nothing (the authors' model files), and the hook counter only charges ``PAPER_ACTIVATIONS``.
 
 The layout follows the input size, as in the authors' code:
 

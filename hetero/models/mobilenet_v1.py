@@ -1,6 +1,6 @@
 """MobileNetV1 (Howard et al. 2017): a stem and 13 depthwise-separable ConvBN-ReLU6 pairs.
 
-The paper's Tiny-ImageNet network (the authors' ``model/mobilenet.py``; method.md section 6):
+The paper's Tiny-ImageNet network (the authors' ``model/mobilenet.py``):
 stem 3x3 ConvBN-ReLU6 3->32, then per entry of ``CFG`` a 3x3 depthwise and a 1x1 pointwise
 ConvBN-ReLU6; global mean pool, Dropout(0.2), Linear(1024, classes). 0.0478 G / 3.412 M in the
 paper's accounting at 64 px and 200 classes.

@@ -3,7 +3,7 @@
 - ``imagenet``: torchvision's network (stem stride 2, the paper's Table 2 strides).
 - ``cifar``: the usual CIFAR network (the authors' ``model/mobilenetv2.py`` for CIFAR): the stem
   and the c=24 stage at stride 1, total stride 8 (32x32 -> 4x4).
-- ``tiny``: the paper's Tiny-ImageNet network (method.md section 6): stem stride 2, then the CIFAR
+- ``tiny``: the paper's Tiny-ImageNet network (the authors' model files): stem stride 2, then the CIFAR
   strides (64x64 -> 4x4); 0.0930 G / 2.480 M in the paper's accounting at 200 classes.
 
 Every layout ends in a 1x1 ConvBN-ReLU6 to 1280, global pooling, Dropout(0.2) and a Linear.

@@ -1,6 +1,6 @@
 """MobileNetV3-small (Howard et al. 2019) as the paper trained it (the authors' ``model/mobilenetv3.py``).
 
-Not torchvision's ``mobilenet_v3_small`` (method.md section 6: -0.97 % FLOPs, -18.2 % params at 224):
+Not torchvision's ``mobilenet_v3_small`` (-0.97 % FLOPs, -18.2 % params at 224):
 here the squeeze-excitation is Linear(c, c // 4)-ReLU-Linear-h_sigmoid on the pooled vector (no
 make_divisible), the last 1x1 conv 96->576 + h_swish is followed by SE(576), and the head is
 Linear(576, 1280)-h_swish-Linear(1280, classes) with no BN or dropout. Paper cost: 0.0207 G /

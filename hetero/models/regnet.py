@@ -1,4 +1,4 @@
-"""RegNet X/Y (Radosavovic et al. 2020) as the paper's Table 1 baselines (method.md section 6).
+"""RegNet X/Y (Radosavovic et al. 2020) as the paper's Table 1 baselines (the authors' model files).
 
 Every block is 1x1-BN-ReLU, grouped 3x3-BN-ReLU (groups = width // group width), [SE], 1x1-BN,
 added to the input (through a 1x1 conv-BN projection when the stride or the width changes) and
