@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from analysis.errors import AnalysisError
 from sweeps import keys
+
+
+def add_commands(sub) -> None:
+    """The analysis subcommand of ``hetero``: ``pareto``."""
+    p = sub.add_parser("pareto", help="Pareto fronts, LW-DNA vs uniform, plots and report")
+    add_arguments(p)
+    p.set_defaults(func=command)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,18 +45,13 @@ def _check_out(out: str) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
+    """``hetero pareto``; an AnalysisError raises (``hetero_cli`` prints one line)."""
     from analysis.report import create_report  # heavy imports only when the command runs
 
-    try:
-        _check_out(args.out)
-        report = create_report(experiment=args.experiment, parent_run_id=args.parent_run_id,
-                               tracking_uri=args.tracking_uri, out_dir=args.out,
-                               log_x=args.log_x, log_to_mlflow=args.log_to_mlflow)
-    except AnalysisError as exc:
-        if os.environ.get("HETERO_DEBUG"):
-            raise
-        print(f"hetero pareto: error: {exc}", file=sys.stderr)
-        return 2
+    _check_out(args.out)
+    report = create_report(experiment=args.experiment, parent_run_id=args.parent_run_id,
+                           tracking_uri=args.tracking_uri, out_dir=args.out,
+                           log_x=args.log_x, log_to_mlflow=args.log_to_mlflow)
     sweep = report.sweep
     left_out = (f"; {sweep.n_failed} failed, {sweep.n_unfinished - sweep.n_failed} unfinished "
                 "runs left out" if sweep.n_unfinished else "")
@@ -67,11 +68,7 @@ def command(args: argparse.Namespace) -> int:
 def _register(report, name: str) -> int:
     from analysis.register import register_winners
 
-    try:
-        versions = register_winners(report.sweep, report.front, name)
-    except AnalysisError as exc:
-        print(f"hetero pareto: error: {exc}", file=sys.stderr)
-        return 2
+    versions = register_winners(report.sweep, report.front, name)
     print(f"registered {len(versions)} versions of model {name!r}:")
     for v in versions:
         print(f"  version {v.version:>3}  @{v.alias:<9} accuracy {v.accuracy:.4f}  "

@@ -1,18 +1,17 @@
-"""The ``hetero`` command. Subcommands import their heavy dependencies only when they run, so
-``hetero --help`` answers at once."""
+"""The method's subcommands of ``hetero`` (models, complexity, shrink, run), added to the one
+parser by ``hetero_cli``. They import torch only when they run; their flags are derived from the
+declared settings of :class:`~hetero.trial.TrialSpec` and :class:`~hetero.protocol.TrainProtocol`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from hetero.dataset_info import DATASET_SHAPES, DATASETS
-from hetero.errors import TrainingDiverged
 
 
 class CliError(Exception):
@@ -94,15 +93,6 @@ def _add_trial_args(p: argparse.ArgumentParser) -> None:
     from hetero.trial import TrialSpec
 
     _add_settings(p, TrialSpec, skip=("model", "variant"))
-
-
-DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
-
-
-def _check_device(args: argparse.Namespace) -> None:
-    device = getattr(args, "device", None)
-    if device is not None and not re.fullmatch(DEVICE_PATTERN, device):
-        raise CliError(f"--device {device!r} is not supported: pass auto, cpu, cuda or cuda:N")
 
 
 def _device(spec: str | None):
@@ -306,7 +296,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     result.config.save(out / "lwdna.json")
     (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
-    _save_model_folder(out / "model", last["state"], result, spec)
+    if args.save_model is not None and last["state"] is not None:
+        args.save_model(out / "model", last["state"], result, spec)
     if args.json:
         _print_json({k: v for k, v in result.to_dict().items() if k not in ("history", "config")})
     else:
@@ -316,42 +307,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _save_model_folder(folder: Path, state: dict[str, Any] | None, result, spec) -> None:
-    """The trained network as an MLflow model folder, the same as a sweep's child run logs."""
-    try:
-        from sweeps.mlmodel import rebuild_network, save_network
-    except ImportError as exc:  # mlflow is not installed: the rest of the output stands
-        print(f"note: no model folder ({exc}); pip install mlflow to write one", file=sys.stderr)
-        return
-    model = rebuild_network(state["config"], state["trainer"])
-    info = {"accuracy": result.accuracy, "flops": result.flops, "flops_ratio": result.flops_ratio}
-    save_network(model, folder, config=result.config, trial={"kind": spec.kind, **spec.to_dict()},
-                 metadata=info)
-
-
-# ---------------------------------------------------------------------------- export
-def cmd_export(args: argparse.Namespace) -> int:
-    import torch
-
-    from hetero.export import DEFAULT_TOLERANCE, export_and_check
-    from sweeps.mlmodel import load_network, test_batch
-
-    model, folder = load_network(args.model, args.tracking_uri)
-    batch = test_batch(folder, args.batch)
-    source = "test images"
-    if batch is None:
-        config = json.loads((folder / "extra_files" / "lwdna.json").read_text())
-        batch = torch.randn(args.batch, config["in_channels"], config["input_size"],
-                            config["input_size"], generator=torch.Generator().manual_seed(0))
-        source = "random inputs (the model's dataset is not available here)"
-    check = export_and_check(model, batch[:1], args.format, args.out, check_batch=batch)
-    ok = check.max_abs_diff <= DEFAULT_TOLERANCE
-    print(f"wrote {check.path} ({args.format}); max |{args.format} - PyTorch| over "
-          f"{check.batch_size} {source}: {check.max_abs_diff:.3g} "
-          f"({'<=' if ok else '>'} {DEFAULT_TOLERANCE:g}: {'ok' if ok else 'MISMATCH'})")
-    return 0 if ok else 1
-
-
 # ---------------------------------------------------------------------------- parser
 def _train_args(p: argparse.ArgumentParser) -> None:
     from hetero.protocol import TrainProtocol
@@ -359,13 +314,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     _add_settings(p, TrainProtocol)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_commands(sub) -> None:
+    """The method's subcommands: models, complexity, shrink, run."""
+    from hetero.protocol import TrainProtocol
     from hetero.trial import TrialSpec
-
-    parser = OneLineParser(
-        prog="hetero", description="Widen-shrink search for layer-wise differentiated channel "
-                                   "configurations (LW-DNA), run as distributed sweeps.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("models", help="list model families and variants")
     p.add_argument("--json", action="store_true")
@@ -386,8 +338,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("shrink", help="derive an LW-DNA (widen, score, shrink) without training")
     _add_model_args(p)
     _add_trial_args(p)
-    from hetero.protocol import TrainProtocol
-
     _add_settings(p, TrainProtocol, only=("batch_size", "lr", "weight_decay", "device"))
     p.add_argument("--out", default=None, help="write the LW-DNA configuration JSON here")
     p.add_argument("--json", action="store_true")
@@ -403,73 +353,4 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("export", help="export a trained network (run id or model folder) to "
-                                      "ONNX, TorchScript or pt2, checked against PyTorch")
-    p.add_argument("model", metavar="RUN_ID|MODEL_DIR",
-                   help="a sweep child run id, a models:/ or runs:/ URI, or the model/ folder "
-                        "`hetero run` wrote")
-    p.add_argument("--format", choices=("onnx", "torchscript", "pt2"), default="onnx")
-    p.add_argument("--out", required=True, help="file to write, e.g. lwdna.onnx")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow store of RUN_ID (default: $MLFLOW_TRACKING_URI, else "
-                        "sqlite:///mlflow.db in the current folder)")
-    p.add_argument("--batch", type=int, default=64, help="test images to check with (default 64)")
-    p.set_defaults(func=cmd_export)
-
-    p = sub.add_parser("sweep", help="run a sweep spec with Ray Tune, tracked in MLflow")
-    p.set_defaults(func=_delegate("sweeps.cli"), delegate_add="sweeps.cli")
-    p = sub.add_parser("pareto", help="Pareto fronts, LW-DNA vs uniform, plots and report")
-    p.set_defaults(func=_delegate("analysis.cli"), delegate_add="analysis.cli")
-    return parser
-
-
-def _delegate(module: str):
-    def run(args: argparse.Namespace) -> int:
-        import importlib
-
-        return importlib.import_module(module).command(args)
-
-    return run
-
-
-def _attach_delegated(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    """Add the arguments of ``sweep``/``pareto`` only when that subcommand is used (heavy)."""
-    import importlib
-
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, p in sub.choices.items():
-        module = p.get_default("delegate_add")
-        if module and name in argv:
-            importlib.import_module(module).add_arguments(p)
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    _attach_delegated(parser, argv)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # a bad flag (one line, exit 2) or --help (exit 0)
-        return int(exc.code or 0)
-    try:
-        _check_device(args)
-        return int(args.func(args) or 0)
-    except (CliError, ValueError, FileNotFoundError) as exc:
-        if os.environ.get("HETERO_DEBUG"):
-            raise
-        print(f"hetero {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as exc:  # the run failed (exit 1), not the command line
-        if os.environ.get("HETERO_DEBUG"):
-            raise
-        print(f"hetero {args.command}: failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    p.set_defaults(func=cmd_run, save_model=None)

@@ -52,7 +52,8 @@ class TrainProtocol:
                          "Tiny-ImageNet loaders, whose flip flag is inverted", cli=False)
     amp: bool = setting(True, "bf16 autocast (CUDA only; ignored on CPU)", cli=False)
     channels_last: bool = setting(True, "channels_last memory format (CUDA only)", cli=False)
-    device: str = setting("auto", "auto | cpu | cuda | cuda:N")
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N", pattern=r"auto|cpu|cuda(:\d+)?",
+                          pattern_help="auto, cpu, cuda or cuda:N")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))

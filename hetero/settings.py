@@ -7,6 +7,7 @@ declarations, so each fact about a setting is written once. Standard library onl
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -25,6 +26,8 @@ class Setting:
     integer: bool = False
     sweep: str | None = None            # "axis": searched list | "fixed": one value | None
     plural: str | None = None           # an axis's key in a sweep spec
+    pattern: str | None = None          # a text setting's accepted form (a regular expression)
+    pattern_help: str = ""              # ... in words, for the error message
     cli: bool = True                    # a flag of `hetero run` / `hetero shrink`
     lwdna_only: bool = False            # meaningless for a uniform baseline (not logged there)
 
@@ -32,6 +35,8 @@ class Setting:
         """Raise ``ValueError`` naming the setting and what it accepts."""
         if value is None:
             return
+        if self.pattern is not None and not re.fullmatch(self.pattern, str(value)):
+            raise ValueError(f"{name} {value!r} is not supported: pass {self.pattern_help}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{name} must be one of {', '.join(map(str, self.choices))}, "
                              f"got {value!r}")

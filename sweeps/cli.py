@@ -1,17 +1,37 @@
-"""``hetero sweep SPEC``: arguments and command (wired into ``hetero.cli`` by the lead).
+"""The sweeps' subcommands of ``hetero``: ``sweep`` (Ray Tune + MLflow) and ``export`` (a
+trained network from a run or a model folder), added to the one parser by ``hetero_cli``.
 
-Importing this module is cheap: Ray, MLflow and torch load only when the command runs.
+Importing this module is cheap: Ray, MLflow and torch load only when a command runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from contextlib import contextmanager
 
-__all__ = ["add_arguments", "command"]
+from sweeps.tracking import TrackingError
+
+__all__ = ["add_commands", "save_model_folder", "TrackingError"]
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("sweep", help="run a sweep spec with Ray Tune, tracked in MLflow")
+    add_arguments(p)
+    p.set_defaults(func=command)
+    p = sub.add_parser("export", help="export a trained network (run id or model folder) to "
+                                      "ONNX, TorchScript or pt2, checked against PyTorch")
+    p.add_argument("model", metavar="RUN_ID|MODEL_DIR",
+                   help="a sweep child run id, a models:/ or runs:/ URI, or the model/ folder "
+                        "`hetero run` wrote")
+    p.add_argument("--format", choices=("onnx", "torchscript", "pt2"), default="onnx")
+    p.add_argument("--out", required=True, help="file to write, e.g. lwdna.onnx")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow store of RUN_ID (default: $MLFLOW_TRACKING_URI, else "
+                        "sqlite:///mlflow.db in the current folder)")
+    p.add_argument("--batch", type=int, default=64, help="test images to check with (default 64)")
+    p.set_defaults(func=export_command)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,22 +55,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from sweeps.runner import SweepInterrupted
-    from sweeps.spec import SpecError, load_spec
-    from sweeps.tracking import TrackingError
+    """``hetero sweep``: a spec or tracking problem raises (``hetero_cli`` prints one line);
+    an interrupt says how to resume; a sweep with failed trials exits 1."""
+    from sweeps.runner import SweepInterrupted, run_sweep
+    from sweeps.spec import load_spec
 
     try:
         with _sigterm_as_interrupt():
             spec = load_spec(args.spec)
-            from sweeps.runner import run_sweep
-
             results = run_sweep(spec, address=args.address, tracking_uri=args.tracking_uri,
                                 resume=args.resume, name=args.name, smoke_test=args.smoke_test)
-    except (SpecError, TrackingError, FileNotFoundError) as exc:
-        if os.environ.get("HETERO_DEBUG"):
-            raise
-        print(f"hetero sweep: error: {exc}", file=sys.stderr)
-        return 2
     except SweepInterrupted as exc:
         print(f"hetero sweep: interrupted; unfinished trials are marked KILLED and left out of "
               f"results. Continue with: hetero sweep {args.spec} {exc.resume_hint}",
@@ -61,6 +75,40 @@ def command(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 1 if any(t.error for t in results.trials) else 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from hetero.export import DEFAULT_TOLERANCE, export_and_check
+    from sweeps.mlmodel import load_network, test_batch
+
+    model, folder = load_network(args.model, args.tracking_uri)
+    batch = test_batch(folder, args.batch)
+    source = "test images"
+    if batch is None:
+        config = json.loads((folder / "extra_files" / "lwdna.json").read_text())
+        batch = torch.randn(args.batch, config["in_channels"], config["input_size"],
+                            config["input_size"], generator=torch.Generator().manual_seed(0))
+        source = "random inputs (the model's dataset is not available here)"
+    check = export_and_check(model, batch[:1], args.format, args.out, check_batch=batch)
+    ok = check.max_abs_diff <= DEFAULT_TOLERANCE
+    print(f"wrote {check.path} ({args.format}); max |{args.format} - PyTorch| over "
+          f"{check.batch_size} {source}: {check.max_abs_diff:.3g} "
+          f"({'<=' if ok else '>'} {DEFAULT_TOLERANCE:g}: {'ok' if ok else 'MISMATCH'})")
+    return 0 if ok else 1
+
+
+def save_model_folder(folder, state, result, spec) -> None:
+    """``hetero run``'s network as an MLflow model folder, the same as a sweep's child run logs."""
+    from sweeps.mlmodel import rebuild_network, save_network
+
+    model = rebuild_network(state["config"], state["trainer"])
+    info = {"accuracy": result.accuracy, "flops": result.flops, "flops_ratio": result.flops_ratio}
+    save_network(model, folder, config=result.config, trial={"kind": spec.kind, **spec.to_dict()},
+                 metadata=info)
 
 
 @contextmanager
@@ -79,14 +127,3 @@ def _sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m sweeps.cli SPEC ...`` (the same as ``hetero sweep SPEC ...``)."""
-    parser = argparse.ArgumentParser(prog="hetero sweep")
-    add_arguments(parser)
-    return command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -11,7 +11,6 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-import analysis.cli as cli
 from analysis import AnalysisError, load_history, load_sweep, write_report
 from sweeps import keys
 
@@ -226,11 +225,9 @@ def test_unreachable_server_fails_fast():
 
 
 def _run_cli(argv):
-    import argparse
+    from hetero_cli import main
 
-    parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
-    return cli.command(parser.parse_args(argv))
+    return main(["pareto", *argv])
 
 
 def test_cli_prints_error_without_traceback(store, capsys):

@@ -1,6 +1,6 @@
 """Every bad input is one line on stderr, exit 2, a fix named, and nothing recorded changes.
 
-All cases run through ``hetero.cli.main`` in this process (fast: no interpreter start-up) inside a
+All cases run through ``hetero_cli.main`` in this process (fast: no interpreter start-up) inside a
 folder that holds a finished sweep's MLflow store; the folder's files are hashed before and after.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hetero.cli import main
+from hetero_cli import main
 from sweeps import keys
 
 SPEC = {"name": "quickstart", "model": "resnet20", "dataset": "digits",

@@ -8,7 +8,7 @@ import pytest
 
 
 def hetero(*args, check=True):
-    out = subprocess.run([sys.executable, "-m", "hetero.cli", *args], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "hetero_cli", *args], capture_output=True,
                          text=True)
     if check and out.returncode != 0:
         raise AssertionError(f"hetero {' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
@@ -17,7 +17,7 @@ def hetero(*args, check=True):
 
 def test_help_imports_nothing_heavy():
     code = ("import sys\n"
-            "from hetero.cli import build_parser; build_parser()\n"
+            "from hetero_cli import build_parser; build_parser()\n"
             "print('torch' in sys.modules, 'ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     torch_loaded, ray_loaded = out.stdout.split()

@@ -272,7 +272,7 @@ def test_cifar100_without_files_names_both_layouts(tmp_path):
 
 
 def _hetero(*args):
-    out = subprocess.run([sys.executable, "-m", "hetero.cli", *args], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "hetero_cli", *args], capture_output=True,
                          text=True)
     assert out.returncode == 0, f"hetero {' '.join(args)} failed:\n{out.stderr}"
     return json.loads(out.stdout)

@@ -12,7 +12,8 @@ FORBIDDEN = {
     "hetero": ("ray", "optuna", "mlflow"),
     "hetero.method": ("ray", "optuna", "mlflow"),
     "hetero.cli": ("ray", "optuna", "mlflow", "torch"),
-    "analysis": ("torch", "ray", "hetero"),
+    "hetero_cli": ("ray", "optuna", "mlflow", "torch"),
+    "analysis": ("torch", "ray", "hetero.models", "hetero.method"),
     "sweeps": ("ray", "optuna", "mlflow", "torch"),
     "sweeps.keys": ("ray", "optuna", "mlflow", "torch", "pandas"),
 }

@@ -31,7 +31,7 @@ def test_a_nan_loss_stops_training_naming_the_epoch_and_the_learning_rate():
 
 
 def test_hetero_run_exits_1_on_divergence_and_writes_no_result(tmp_path, capsys):
-    from hetero.cli import main
+    from hetero_cli import main
 
     out = tmp_path / "run"
     code = main(["run", "--baseline", "--width-mult", "0.5", "--lr", "1e6", "--epochs", "2",
@@ -44,7 +44,7 @@ def test_hetero_run_exits_1_on_divergence_and_writes_no_result(tmp_path, capsys)
 # ---- checkpoints ------------------------------------------------------------------------------
 def test_run_resume_refuses_a_checkpoint_that_is_not_plain_data(tmp_path, capsys):
     """A planted pickle must not run code: torch.load(weights_only=True) refuses it."""
-    from hetero.cli import main
+    from hetero_cli import main
 
     torch.save({"payload": PurePosixPath("any object")}, tmp_path / "checkpoint.pt")
     code = main(["run", "--resume", "--out", str(tmp_path), "--epochs", "1", "--quiet"])

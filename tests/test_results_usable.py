@@ -129,7 +129,7 @@ def test_optuna_study_persisted_with_one_trial_per_tune_trial(sweep):
 
 def _hetero(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    return subprocess.run([sys.executable, "-m", "hetero.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "hetero_cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -137,7 +137,7 @@ def test_a_sweep_whose_trials_all_fail_is_failed_and_exits_non_zero(local_ray, t
     """Also: a new sweep of a name whose last driver was killed marks its leftovers KILLED."""
     from mlflow import MlflowClient
 
-    from hetero.cli import main
+    from hetero_cli import main
 
     spec = {**TINY, "name": "allnan", "space": {**TINY["space"], "targets": [1.0]},
             "baselines": [], "protocol": {"epochs": 1, "batch_size": 64}, "retries": 0,
@@ -174,7 +174,7 @@ def test_sigint_exits_non_zero_marks_killed_and_resume_finishes_each_trial_once(
     spec = {**TINY, "name": "intr", "protocol": {"epochs": 3, "batch_size": 64},
             "baselines": [0.5, 1.0], "storage": str(tmp_path / "ray_results")}
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    command = [sys.executable, "-m", "sweeps.cli", "spec.yaml", "--name", "intr"]
+    command = [sys.executable, "-m", "hetero_cli", "sweep", "spec.yaml", "--name", "intr"]
     log = tmp_path / "driver.log"
     with open(log, "w") as out:
         driver = subprocess.Popen(command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,

@@ -278,7 +278,7 @@ def test_driver_killed_mid_sweep_resumes_to_exactly_one_finished_run_per_trial(t
     spec = {**TINY, "name": "killed", "protocol": {"epochs": 3, "batch_size": 64},
             "baselines": [0.5, 1.0], "storage": str(tmp_path / "ray_results")}
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    command = [sys.executable, "-m", "sweeps.cli", "spec.yaml", "--name", "killed"]
+    command = [sys.executable, "-m", "hetero_cli", "sweep", "spec.yaml", "--name", "killed"]
     log = tmp_path / "driver.log"
     with open(log, "w") as out:
         driver = subprocess.Popen(command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,

@@ -156,7 +156,7 @@ def test_spec_round_trips_through_its_yaml_artifact():
 
 # -------------------------------------------------------------------- CLI and imports
 def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweeps.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "hetero_cli", "sweep", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
 
 
