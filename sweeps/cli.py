@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-from contextlib import contextmanager
 
 __all__ = ["add_arguments", "command"]
 
@@ -35,12 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from sweeps.runner import SweepInterrupted
+    from sweeps.runner import SweepInterrupted, sigterm_as_interrupt
     from sweeps.spec import SpecError, load_spec
     from sweeps.tracking import TrackingError
 
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             spec = load_spec(args.spec)
             from sweeps.runner import run_sweep
 
@@ -61,24 +59,6 @@ def command(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 1 if any(t.error for t in results.trials) else 0
-
-
-@contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (``kill``, a batch system's stop) ends the sweep like Ctrl-C: the parent run is
-    marked KILLED and the private Ray and MLflow server are stopped on the way out."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ share one MLflow parent run.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,7 +60,8 @@ from sweeps.tracking import (
 )
 from sweeps.trainable import TrialContext, thread_count, train_trial, trial_dirname, trial_name
 
-__all__ = ["run_sweep", "SweepResults", "TrialOutcome", "SweepInterrupted", "ray_session"]
+__all__ = ["run_sweep", "SweepResults", "TrialOutcome", "SweepInterrupted", "ray_session",
+           "sigterm_as_interrupt"]
 
 # Keeps a local Ray from reserving 30 % of the machine's memory for objects we never store.
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
@@ -330,9 +332,30 @@ def ray_session(address: str | None = None, **init_kwargs: Any) -> Iterator[floa
         start = time.perf_counter()
         ray.init(**init_kwargs)
         try:
-            yield time.perf_counter() - start
+            # ray.init installs a handler that aborts the driver on SIGTERM: take it back, so
+            # that SIGTERM unwinds like Ctrl-C (runs KILLED, Ray and the server stopped).
+            with sigterm_as_interrupt():
+                yield time.perf_counter() - start
         finally:
             ray.shutdown()
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a batch system's stop) raises KeyboardInterrupt while in the block."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        # A handler installed outside Python (Ray's) reads back as None: default it.
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 @contextmanager

@@ -221,6 +221,44 @@ def test_sigint_exits_non_zero_marks_killed_and_resume_finishes_each_trial_once(
         assert sorted(steps) == [1, 2, 3], (run.info.run_name, steps)
 
 
+def wait_for_running(driver: subprocess.Popen, db: Path, log: Path) -> None:
+    deadline = time.monotonic() + 300
+    while "RUNNING" not in trial_run_statuses(db):
+        assert driver.poll() is None, f"driver ended early:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"no running trial:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+
+
+def test_sigterm_marks_the_sweep_killed_and_stops_its_ray_and_mlflow_server(tmp_path):
+    from mlflow import MlflowClient
+
+    spec = {**TINY, "name": "term", "storage": str(tmp_path / "ray_results")}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    log = tmp_path / "driver.log"
+    with open(log, "w") as out:
+        driver = subprocess.Popen([sys.executable, "-m", "sweeps.cli", "spec.yaml"], cwd=tmp_path,
+                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_running(driver, tmp_path / "mlflow.db", log)
+        tree = descendants(driver.pid)
+        driver.terminate()
+        assert driver.wait(180) == 130, log.read_text()[-3000:]
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert "--resume --name term" in log.read_text()
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in tree) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not [p for p in tree if alive(p)], "Ray or MLflow processes outlived the driver"
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name("term").experiment_id
+    (parent,) = parent_runs(client, experiment_id)
+    assert parent.info.status == "KILLED"
+    statuses = [r.info.status for r in child_runs(client, experiment_id, parent.info.run_id)]
+    assert "RUNNING" not in statuses and "KILLED" in statuses, statuses
+
+
 # -------------------------------------------------------------------- clusters
 def ray_cli(*args: str) -> None:
     env = {**os.environ, "RAY_AUTH_MODE": "token"}  # joining a Ray 2.60 cluster needs it
