@@ -568,7 +568,8 @@ def _outcomes(grid, epochs: int) -> list[TrialOutcome]:
     # short (RUNNING, PENDING, PAUSED): the very state --resume continues from.
     from ray.tune import ExperimentAnalysis
 
-    saved = {t.trial_id: t.status for t in ExperimentAnalysis(grid.experiment_path).trials}
+    state = ExperimentAnalysis(grid.experiment_path, storage_filesystem=grid.filesystem)
+    saved = {t.trial_id: t.status for t in state.trials}
     trials = grid._experiment_analysis.trials
     return [_outcome(result, epochs, trial.trial_id, saved.get(trial.trial_id, "PENDING"))
             for result, trial in zip(grid, trials, strict=True)]
