@@ -33,7 +33,7 @@ def local_ray():
         yield
 
 
-def testing_spec(**fields):
+def diverging_spec(**fields):
     os.environ[TESTING_ENV] = "1"
     try:
         return spec_from_dict(fields)
@@ -88,7 +88,7 @@ def test_a_diverged_trial_fails_alone_and_stays_out_of_the_report(local_ray, tmp
     from analysis.report import create_report
     from sweeps.runner import run_sweep
 
-    spec = testing_spec(**{**TINY, "name": "nan", "space": {**TINY["space"], "targets": [1.0]},
+    spec = diverging_spec(**{**TINY, "name": "nan", "space": {**TINY["space"], "targets": [1.0]},
                            "resources": {"cpus": 1, "max_concurrent": 1},
                            "storage": str(tmp_path / "ray_results"),
                            "testing": {"diverge": "baseline"}})
