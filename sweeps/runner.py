@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -231,11 +232,21 @@ def _run_with_parent(spec: SweepSpec, sweep: str, uri: str, storage: str, *,
         finish_parent_run(client, parent, KILLED)
         raise
     except BaseException as exc:
-        _reconcile(client, tracking, [])
-        finish_parent_run(client, parent, KILLED if isinstance(exc, KeyboardInterrupt) else FAILED)
+        _close_after_error(client, tracking, KILLED if isinstance(exc, KeyboardInterrupt)
+                           else FAILED)
         raise
     finish_parent_run(client, parent, _sweep_status(results.trials))
     return results
+
+
+def _close_after_error(client, tracking: TrialTracking, status: str) -> None:
+    # Best effort: the store itself may be what failed, and the original error must surface.
+    try:
+        _reconcile(client, tracking, [])
+        finish_parent_run(client, tracking.parent_run_id, status)
+    except Exception as exc:
+        print(f"warning: could not mark sweep {tracking.sweep!r} {status} in MLflow: {exc}",
+              file=sys.stderr, flush=True)
 
 
 def _sweep_status(trials: list[TrialOutcome]) -> str:
