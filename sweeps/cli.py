@@ -7,9 +7,7 @@ Importing this module is cheap: Ray, MLflow and torch load only when a command r
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from contextlib import contextmanager
 
 from sweeps.tracking import TrackingError
 
@@ -57,11 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace) -> int:
     """``hetero sweep``: a spec or tracking problem raises (``hetero_cli`` prints one line);
     an interrupt says how to resume; a sweep with failed trials exits 1."""
-    from sweeps.runner import SweepInterrupted, run_sweep
+    from sweeps.runner import SweepInterrupted, run_sweep, sigterm_as_interrupt
     from sweeps.spec import load_spec
 
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             spec = load_spec(args.spec)
             results = run_sweep(spec, address=args.address, tracking_uri=args.tracking_uri,
                                 resume=args.resume, name=args.name, smoke_test=args.smoke_test)
@@ -109,21 +107,3 @@ def save_model_folder(folder, state, result, spec) -> None:
     info = {"accuracy": result.accuracy, "flops": result.flops, "flops_ratio": result.flops_ratio}
     save_network(model, folder, config=result.config, trial={"kind": spec.kind, **spec.to_dict()},
                  metadata=info)
-
-
-@contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (``kill``, a batch system's stop) ends the sweep like Ctrl-C: the parent run is
-    marked KILLED and the private Ray and MLflow server are stopped on the way out."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -18,6 +18,8 @@ share one MLflow parent run.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,7 +63,8 @@ from sweeps.tracking import (
 )
 from sweeps.trainable import TrialContext, thread_count, train_trial, trial_dirname, trial_name
 
-__all__ = ["run_sweep", "SweepResults", "TrialOutcome", "SweepInterrupted", "ray_session"]
+__all__ = ["run_sweep", "SweepResults", "TrialOutcome", "SweepInterrupted", "ray_session",
+           "sigterm_as_interrupt", "cluster_tracking_problem"]
 
 # Keeps a local Ray from reserving 30 % of the machine's memory for objects we never store.
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
@@ -197,7 +200,7 @@ def _run_tracked(spec: SweepSpec, sweep: str, uri: str, storage: str, *, address
     # Ray first: whether the tracking URI reaches every node is known only once Ray is up, and
     # a URI that does not must be refused before any run is recorded.
     with ray_session(address) as ray_seconds:
-        _check_cluster_tracking(uri, spec, address)
+        _check_cluster_tracking(uri, address)
         results = _run_with_parent(spec, sweep, uri, storage, address=address, resume=resume,
                                    requested=requested)
     results.ray_seconds = ray_seconds
@@ -229,11 +232,21 @@ def _run_with_parent(spec: SweepSpec, sweep: str, uri: str, storage: str, *,
         finish_parent_run(client, parent, KILLED)
         raise
     except BaseException as exc:
-        _reconcile(client, tracking, [])
-        finish_parent_run(client, parent, KILLED if isinstance(exc, KeyboardInterrupt) else FAILED)
+        _close_after_error(client, tracking, KILLED if isinstance(exc, KeyboardInterrupt)
+                           else FAILED)
         raise
     finish_parent_run(client, parent, _sweep_status(results.trials))
     return results
+
+
+def _close_after_error(client, tracking: TrialTracking, status: str) -> None:
+    # Best effort: the store itself may be what failed, and the original error must surface.
+    try:
+        _reconcile(client, tracking, [])
+        finish_parent_run(client, tracking.parent_run_id, status)
+    except Exception as exc:
+        print(f"warning: could not mark sweep {tracking.sweep!r} {status} in MLflow: {exc}",
+              file=sys.stderr, flush=True)
 
 
 def _sweep_status(trials: list[TrialOutcome]) -> str:
@@ -290,20 +303,44 @@ def _trial_tracking_uri(uri: str, spec: SweepSpec, address: str | None) -> Itera
         yield server.url
 
 
-def _check_cluster_tracking(uri: str, spec: SweepSpec, address: str | None) -> None:
-    """Refuse a store that trials on other nodes cannot reach (they would fail or log apart)."""
+def _check_cluster_tracking(uri: str, address: str | None) -> None:
+    """Refuse a store that trials on other machines cannot reach (they would fail or log apart)."""
     if address is None:
         return
     import ray
 
-    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
-    local_server = is_sqlite(uri) and spec.resources.max_concurrent != 1
-    if nodes > 1 and (is_loopback_uri(uri) or local_server):
-        raise TrackingError(
-            f"the Ray cluster has {nodes} nodes, but trials on worker nodes cannot reach the "
-            f"tracking store {uri} (it is local to this machine): start `mlflow server --host "
-            "<head's private IP>` on the head and pass --tracking-uri http://<head's private "
-            "IP>:5000")
+    ips = sorted({node["NodeManagerAddress"] for node in ray.nodes() if node.get("Alive")})
+    problem = cluster_tracking_problem(uri, ips)
+    if problem:
+        raise TrackingError(problem)
+
+
+def cluster_tracking_problem(uri: str, node_ips: list[str]) -> str | None:
+    """Why trials on the nodes ``node_ips`` cannot log to ``uri`` (None when they can).
+
+    Loopback URIs and SQLite files (and the local server a sweep puts in front of one) exist on
+    this machine only: fine for nodes on this machine (a loopback test cluster), not for others.
+    """
+    elsewhere = [ip for ip in node_ips if not _on_this_machine(ip)]
+    if not elsewhere or not (is_loopback_uri(uri) or is_sqlite(uri)):
+        return None
+    return (f"the Ray cluster has nodes on other machines ({', '.join(elsewhere)}), and trials "
+            f"there cannot reach the tracking store {uri} (it is local to this machine): start "
+            "`mlflow server --host <head's private IP>` on the head and pass --tracking-uri "
+            "http://<head's private IP>:5000")
+
+
+def _on_this_machine(ip: str) -> bool:
+    # Only addresses of this machine's own interfaces can be bound here.
+    import socket
+
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind((ip, 0))
+        return True
+    except OSError:
+        return False
 
 
 @contextmanager
@@ -330,9 +367,30 @@ def ray_session(address: str | None = None, **init_kwargs: Any) -> Iterator[floa
         start = time.perf_counter()
         ray.init(**init_kwargs)
         try:
-            yield time.perf_counter() - start
+            # ray.init installs a handler that aborts the driver on SIGTERM: take it back, so
+            # that SIGTERM unwinds like Ctrl-C (runs KILLED, Ray and the server stopped).
+            with sigterm_as_interrupt():
+                yield time.perf_counter() - start
         finally:
             ray.shutdown()
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a batch system's stop) raises KeyboardInterrupt while in the block."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        # A handler installed outside Python (Ray's) reads back as None: default it.
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 @contextmanager
@@ -547,7 +605,8 @@ def _outcomes(grid, epochs: int) -> list[TrialOutcome]:
     # short (RUNNING, PENDING, PAUSED): the very state --resume continues from.
     from ray.tune import ExperimentAnalysis
 
-    saved = {t.trial_id: t.status for t in ExperimentAnalysis(grid.experiment_path).trials}
+    state = ExperimentAnalysis(grid.experiment_path, storage_filesystem=grid.filesystem)
+    saved = {t.trial_id: t.status for t in state.trials}
     trials = grid._experiment_analysis.trials
     return [_outcome(result, epochs, trial.trial_id, saved.get(trial.trial_id, "PENDING"))
             for result, trial in zip(grid, trials, strict=True)]

@@ -33,7 +33,7 @@ def local_ray():
         yield
 
 
-def testing_spec(**fields):
+def diverging_spec(**fields):
     os.environ[TESTING_ENV] = "1"
     try:
         return spec_from_dict(fields)
@@ -88,7 +88,7 @@ def test_a_diverged_trial_fails_alone_and_stays_out_of_the_report(local_ray, tmp
     from analysis.report import create_report
     from sweeps.runner import run_sweep
 
-    spec = testing_spec(**{**TINY, "name": "nan", "space": {**TINY["space"], "targets": [1.0]},
+    spec = diverging_spec(**{**TINY, "name": "nan", "space": {**TINY["space"], "targets": [1.0]},
                            "resources": {"cpus": 1, "max_concurrent": 1},
                            "storage": str(tmp_path / "ray_results"),
                            "testing": {"diverge": "baseline"}})
@@ -218,3 +218,41 @@ def test_sigint_exits_non_zero_marks_killed_and_resume_finishes_each_trial_once(
         steps = [m.step for m in client.get_metric_history(run.info.run_id,
                                                            keys.METRIC_ACCURACY)]
         assert sorted(steps) == [1, 2, 3], (run.info.run_name, steps)
+
+
+def wait_for_running(driver: subprocess.Popen, db: Path, log: Path) -> None:
+    deadline = time.monotonic() + 300
+    while "RUNNING" not in trial_run_statuses(db):
+        assert driver.poll() is None, f"driver ended early:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"no running trial:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+
+
+def test_sigterm_marks_the_sweep_killed_and_stops_its_ray_and_mlflow_server(tmp_path):
+    from mlflow import MlflowClient
+
+    spec = {**TINY, "name": "term", "storage": str(tmp_path / "ray_results")}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    log = tmp_path / "driver.log"
+    with open(log, "w") as out:
+        driver = subprocess.Popen([sys.executable, "-m", "sweeps.cli", "spec.yaml"], cwd=tmp_path,
+                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_running(driver, tmp_path / "mlflow.db", log)
+        tree = descendants(driver.pid)
+        driver.terminate()
+        assert driver.wait(180) == 130, log.read_text()[-3000:]
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert "--resume --name term" in log.read_text()
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in tree) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not [p for p in tree if alive(p)], "Ray or MLflow processes outlived the driver"
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name("term").experiment_id
+    (parent,) = parent_runs(client, experiment_id)
+    assert parent.info.status == "KILLED"
+    statuses = [r.info.status for r in child_runs(client, experiment_id, parent.info.run_id)]
+    assert "RUNNING" not in statuses and "KILLED" in statuses, statuses
