@@ -235,7 +235,7 @@ def test_sigterm_marks_the_sweep_killed_and_stops_its_ray_and_mlflow_server(tmp_
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     log = tmp_path / "driver.log"
     with open(log, "w") as out:
-        driver = subprocess.Popen([sys.executable, "-m", "sweeps.cli", "spec.yaml"], cwd=tmp_path,
+        driver = subprocess.Popen([sys.executable, "-m", "hetero_cli", "sweep", "spec.yaml"], cwd=tmp_path,
                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_running(driver, tmp_path / "mlflow.db", log)
