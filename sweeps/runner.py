@@ -21,7 +21,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -161,12 +161,14 @@ def _last_line(error: str) -> str:
 
 # ---------------------------------------------------------------------------------- entry point
 def run_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: str | None = None,
-              resume: bool = False, name: str | None = None,
-              smoke_test: bool = False) -> SweepResults:
+              resume: bool = False, name: str | None = None, smoke_test: bool = False,
+              trainable: Callable[..., None] = train_trial) -> SweepResults:
     """Run (or with ``resume`` continue) a sweep; returns its results and prints a summary.
 
     ``address``: None starts a private local Ray; "auto" or "ray://HOST:PORT" joins a cluster.
     A Ray already initialised by the caller is used as it is (and left running).
+    ``trainable``: what each trial runs, ``train_trial(config, context)`` or a wrapper of it
+    (the tests inject faults this way).
     """
     start = time.perf_counter()
     # Tune snapshots the experiment whenever a trial has checkpointed num_to_keep times: that
@@ -185,7 +187,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: str 
     sweep = _sweep_name(storage, requested, resume)
     try:
         results = _run_tracked(spec, sweep, uri, storage, address=address, resume=resume,
-                               requested=requested)
+                               requested=requested, trainable=trainable)
     except SweepInterrupted:
         raise
     except KeyboardInterrupt:
@@ -196,19 +198,20 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: str 
 
 
 def _run_tracked(spec: SweepSpec, sweep: str, uri: str, storage: str, *, address: str | None,
-                 resume: bool, requested: str) -> SweepResults:
+                 resume: bool, requested: str, trainable: Callable[..., None]) -> SweepResults:
     # Ray first: whether the tracking URI reaches every node is known only once Ray is up, and
     # a URI that does not must be refused before any run is recorded.
     with ray_session(address) as ray_seconds:
         _check_cluster_tracking(uri, address)
         results = _run_with_parent(spec, sweep, uri, storage, address=address, resume=resume,
-                                   requested=requested)
+                                   requested=requested, trainable=trainable)
     results.ray_seconds = ray_seconds
     return results
 
 
 def _run_with_parent(spec: SweepSpec, sweep: str, uri: str, storage: str, *,
-                     address: str | None, resume: bool, requested: str) -> SweepResults:
+                     address: str | None, resume: bool, requested: str,
+                     trainable: Callable[..., None]) -> SweepResults:
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
@@ -225,7 +228,7 @@ def _run_with_parent(spec: SweepSpec, sweep: str, uri: str, storage: str, *,
         with _trial_tracking_uri(uri, spec, address) as trial_uri:
             context = _context(spec, tracking, trial_uri, storage)
             results.trials, results.tune_seconds = _run_experiments(spec, context, storage,
-                                                                    resume)
+                                                                    resume, trainable)
         _reconcile(client, tracking, results.trials)
     except SweepInterrupted as exc:
         _reconcile(client, tracking, exc.outcomes)
@@ -448,24 +451,13 @@ def _context(spec: SweepSpec, tracking: TrialTracking, trial_uri: str,
                       download=spec.dataset.download, **spec.space.fixed_settings(),
                       protocol=spec.protocol)
     varying = tuple(d for d in spec.space.DIMENSIONS if len(spec.space.values(d)) > 1)
-    fail_kinds = _testing_kinds(spec.testing.fail_first_attempt)
-    marker_dir = f"{storage}/.hetero-testing/{tracking.sweep}" if fail_kinds else None
     trial_tracking = TrialTracking(trial_uri, tracking.experiment_id, tracking.parent_run_id,
                                    tracking.sweep)
     return TrialContext(fixed=fixed, tracking=trial_tracking, model_label=spec.model.name,
                         family=base.family, variant=base.variant, varying=varying,
-                        threads=thread_count(spec.resources.cpus), fail_marker_dir=marker_dir,
-                        fail_kinds=fail_kinds,
-                        diverge_kinds=_testing_kinds(spec.testing.diverge),
+                        threads=thread_count(spec.resources.cpus),
                         log_models=spec.tracking.models == keys.MODELS_ALL,
                         latency_batch=spec.tracking.latency_batch)
-
-
-def _testing_kinds(setting: bool | str) -> tuple[str, ...]:
-    """The trial kinds a testing hook applies to (true: all)."""
-    if setting is True:
-        return (keys.KIND_LWDNA, keys.KIND_BASELINE)
-    return (setting,) if setting else ()
 
 
 # ---------------------------------------------------------------------------------- Tune
@@ -544,19 +536,19 @@ def _scheduler(spec: SweepSpec):
                          reduction_factor=spec.scheduler.reduction_factor)
 
 
-def _trainable(spec: SweepSpec, context: TrialContext):
+def _trainable(spec: SweepSpec, context: TrialContext, trainable: Callable[..., None]):
     from ray import tune
 
     resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
-    return tune.with_resources(tune.with_parameters(train_trial, context=context), resources)
+    return tune.with_resources(tune.with_parameters(trainable, context=context), resources)
 
 
-def _run_experiments(spec: SweepSpec, context: TrialContext, storage: str,
-                     resume: bool) -> tuple[list[TrialOutcome], float]:
+def _run_experiments(spec: SweepSpec, context: TrialContext, storage: str, resume: bool,
+                     trainable: Callable[..., None]) -> tuple[list[TrialOutcome], float]:
     plans = _plans(spec, context.tracking.sweep, storage)
     outcomes, start = [], time.perf_counter()
     for plan in plans:
-        grid = _tuner(spec, plan, context, storage, resume).fit()
+        grid = _tuner(spec, plan, context, storage, resume, trainable).fit()
         ran = _outcomes(grid, spec.protocol.epochs)
         outcomes += ran
         # Tune catches SIGINT itself and returns normally: cut trials, or trials never started.
@@ -577,10 +569,11 @@ def _restorable(storage: str, name: str) -> bool:
     return tune.Tuner.can_restore(f"{storage}/{name}")
 
 
-def _tuner(spec: SweepSpec, plan: _Plan, context: TrialContext, storage: str, resume: bool):
+def _tuner(spec: SweepSpec, plan: _Plan, context: TrialContext, storage: str, resume: bool,
+           trainable: Callable[..., None]):
     from ray import tune
 
-    trainable = _trainable(spec, context)
+    trainable = _trainable(spec, context, trainable)
     if resume and _restorable(storage, plan.name):
         # Finished trials stay finished; unfinished and errored ones go on from their checkpoint.
         return tune.Tuner.restore(f"{storage}/{plan.name}", trainable, resume_errored=True)

@@ -25,12 +25,10 @@ from hetero.trial import settings as trial_settings
 from sweeps import keys
 
 __all__ = ["SpecError", "SweepSpec", "ModelSpec", "DatasetSpec", "SpaceSpec", "SearchSpec",
-           "SchedulerSpec", "ResourceSpec", "TrackingSpec", "TestingSpec", "load_spec",
-           "spec_from_dict", "check_spec", "base_config", "smoke_test", "TESTING_ENV", "Range",
+           "SchedulerSpec", "ResourceSpec", "TrackingSpec", "load_spec",
+           "spec_from_dict", "check_spec", "base_config", "smoke_test", "Range",
            "RANGE_DIMENSIONS"]
 
-# The `testing:` section (hooks for the test suite) is refused unless this is set to 1.
-TESTING_ENV = "HETERO_SWEEP_TESTING"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -133,14 +131,6 @@ class TrackingSpec:
 
 
 @dataclass(frozen=True)
-class TestingSpec:
-    # Trials of this kind (all: true) raise once, right after their first checkpoint.
-    fail_first_attempt: bool | str = False
-    # Trials of this kind (all: true) train with a learning rate no network survives (NaN loss).
-    diverge: bool | str = False
-
-
-@dataclass(frozen=True)
 class SweepSpec:
     name: str
     model: ModelSpec
@@ -154,7 +144,6 @@ class SweepSpec:
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
     storage: str = "ray_results"
     retries: int = 1
-    testing: TestingSpec = field(default_factory=TestingSpec)
 
     @property
     def experiment(self) -> str:
@@ -192,8 +181,6 @@ class SweepSpec:
         for section in ("space", "search", "scheduler", "resources", "tracking"):
             out[section] = _plain(getattr(self, section))
         out.update(baselines=list(self.baselines), storage=self.storage, retries=self.retries)
-        if self.testing != TestingSpec():
-            out["testing"] = _plain(self.testing)
         return out
 
 
@@ -355,13 +342,6 @@ TRACKING_SCHEMA: dict[str, Validator] = {
 }
 
 
-def _kinds_flag(path: str, value: Any) -> bool | str:
-    if isinstance(value, bool):
-        return value
-    return _one_of(keys.KIND_LWDNA, keys.KIND_BASELINE)(path, value)
-
-
-TESTING_SCHEMA: dict[str, Validator] = {"fail_first_attempt": _kinds_flag, "diverge": _kinds_flag}
 MODEL_SCHEMA: dict[str, Validator] = {
     "name": _text,
     "variant": _optional(lambda path, v: str(_number(1, integer=True)(path, v))
@@ -371,7 +351,7 @@ MODEL_SCHEMA: dict[str, Validator] = {
 DATASET_SCHEMA: dict[str, Validator] = {"name": _text, "data_dir": _optional(_text),
                                         "download": _flag}
 TOP_LEVEL_KEYS = ("name", "model", "dataset", "protocol", "space", "baselines", "search",
-                  "scheduler", "resources", "tracking", "storage", "retries", "testing")
+                  "scheduler", "resources", "tracking", "storage", "retries")
 
 
 def _check_keys(path: str, data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
@@ -437,9 +417,6 @@ def spec_from_dict(data: Any, *, check: bool = True) -> SweepSpec:
     """Validate a parsed spec; ``check`` also asks hetero about models, data and reachability."""
     data = _mapping("the sweep spec", data)
     _check_keys("", data, TOP_LEVEL_KEYS)
-    if "testing" in data and os.environ.get(TESTING_ENV) != "1":
-        raise SpecError(f"testing is a hook for the test suite; remove it from the spec "
-                        f"(or set {TESTING_ENV}=1 when testing)")
     spec = _build(data)
     _check_combined(spec)
     if check:
@@ -460,9 +437,9 @@ def _build(data: dict[str, Any]) -> SweepSpec:
         optional["retries"] = _number(0, integer=True)("retries", data["retries"])
     sections = {"space": SPACE_SCHEMA, "search": SEARCH_SCHEMA, "scheduler": SCHEDULER_SCHEMA,
                 "resources": RESOURCE_SCHEMA, "tracking": TRACKING_SCHEMA,
-                "testing": TESTING_SCHEMA}
+}
     classes = {"space": SpaceSpec, "search": SearchSpec, "scheduler": SchedulerSpec,
-               "resources": ResourceSpec, "tracking": TrackingSpec, "testing": TestingSpec}
+               "resources": ResourceSpec, "tracking": TrackingSpec}
     for key, schema in sections.items():
         if key in data:
             optional[key] = _section(key, data[key], schema, classes[key])

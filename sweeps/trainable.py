@@ -23,7 +23,6 @@ __all__ = ["TrialContext", "train_trial", "trial_spec", "run_name", "trial_name"
            "CHECKPOINT_FILE"]
 
 CHECKPOINT_FILE = "trial.pt"
-DIVERGING_LR = 1e6   # testing hook spec.testing.diverge: the loss is NaN within the first epoch
 PROGRESS_METRICS = (keys.METRIC_ACCURACY, keys.METRIC_FLOPS_RATIO, keys.METRIC_PARAMS_RATIO,
                     keys.METRIC_EPOCH)
 # The network's cost, which hetero adds to every epoch's metrics (it never changes in a trial).
@@ -46,9 +45,6 @@ class TrialContext:
     variant: str
     varying: tuple[str, ...] = ()    # searched dimensions with more than one value
     threads: int = 1
-    fail_marker_dir: str | None = None  # testing hook: fail trials once (see spec.testing)
-    fail_kinds: tuple[str, ...] = ()
-    diverge_kinds: tuple[str, ...] = ()  # testing hook: train these with lr 1e6 (spec.testing)
     log_models: bool = True          # spec tracking.models: all (True) | none
     latency_batch: int = 64          # spec tracking.latency_batch; 0: no latency measurement
 
@@ -56,10 +52,7 @@ class TrialContext:
 def trial_spec(context: TrialContext, hp: dict[str, Any]):
 
     searched = {k: v for k, v in hp.items() if k != "kind"}
-    spec = replace(context.fixed, **searched, baseline=hp["kind"] == keys.KIND_BASELINE)
-    if hp["kind"] in context.diverge_kinds:
-        spec = replace(spec, protocol=spec.protocol.replace(lr=DIVERGING_LR))
-    return spec
+    return replace(context.fixed, **searched, baseline=hp["kind"] == keys.KIND_BASELINE)
 
 
 def run_name(model_label: str, varying: tuple[str, ...], hp: dict[str, Any]) -> str:
@@ -160,7 +153,6 @@ class EpochReporter:
         self.run.log_metrics(logged, step=metrics[keys.METRIC_EPOCH])
         if metrics[keys.METRIC_EPOCH] < self.spec.protocol.epochs:
             self.report(self.last_metrics, checkpoint)
-            self._maybe_fail_once()
 
     def report(self, metrics: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
         import torch
@@ -176,19 +168,6 @@ class EpochReporter:
             tune.report(ordered, checkpoint=saved)
         self.seconds += time.perf_counter() - start
 
-    def _maybe_fail_once(self) -> None:
-        # Testing hook (spec `testing.fail_first_attempt`): the first attempt of the chosen
-        # trials dies after its first checkpoint; the retry must resume from it.
-        from ray import tune
-
-        context = self.context
-        if context.fail_marker_dir is None or self.spec.kind not in context.fail_kinds:
-            return
-        marker = Path(context.fail_marker_dir) / tune.get_context().get_trial_id()
-        if not marker.exists():
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
-            raise RuntimeError("testing hook fail_first_attempt: this attempt fails on purpose")
 
 
 def train_trial(config: dict[str, Any], context: TrialContext) -> None:

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _injected import diverging
 from test_sweep_run import TINY, alive, child_runs, descendants, parent_runs, trial_run_statuses
 
 from sweeps import keys
-from sweeps.spec import TESTING_ENV, spec_from_dict
+from sweeps.spec import spec_from_dict
 
 pytestmark = pytest.mark.slow
 
@@ -31,14 +32,6 @@ def local_ray():
 
     with ray_session(num_cpus=2):
         yield
-
-
-def diverging_spec(**fields):
-    os.environ[TESTING_ENV] = "1"
-    try:
-        return spec_from_dict(fields)
-    finally:
-        del os.environ[TESTING_ENV]
 
 
 # -------------------------------------------------------------------- exposure
@@ -88,12 +81,12 @@ def test_a_diverged_trial_fails_alone_and_stays_out_of_the_report(local_ray, tmp
     from analysis.report import create_report
     from sweeps.runner import run_sweep
 
-    spec = diverging_spec(**{**TINY, "name": "nan", "space": {**TINY["space"], "targets": [1.0]},
+    # The baseline trains at lr 1e6 (an injected trainable wrapper): a real NaN loss.
+    spec = spec_from_dict({**TINY, "name": "nan", "space": {**TINY["space"], "targets": [1.0]},
                            "resources": {"cpus": 1, "max_concurrent": 1},
-                           "storage": str(tmp_path / "ray_results"),
-                           "testing": {"diverge": "baseline"}})
+                           "storage": str(tmp_path / "ray_results")})
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    results = run_sweep(spec, tracking_uri=uri)
+    results = run_sweep(spec, tracking_uri=uri, trainable=diverging(keys.KIND_BASELINE))
     by_kind = {t.kind: t for t in results.trials}
     assert by_kind["lwdna"].finished and by_kind["lwdna"].error is None
     error = by_kind["baseline"].error
@@ -139,11 +132,11 @@ def test_a_sweep_whose_trials_all_fail_is_failed_and_exits_non_zero(local_ray, t
 
     from hetero_cli import main
 
+    # Every trial trains at lr 1e6: a real NaN loss in epoch 1, no hook needed.
     spec = {**TINY, "name": "allnan", "space": {**TINY["space"], "targets": [1.0]},
-            "baselines": [], "protocol": {"epochs": 1, "batch_size": 64}, "retries": 0,
-            "storage": str(tmp_path / "ray_results"), "testing": {"diverge": True}}
+            "baselines": [], "protocol": {"epochs": 1, "batch_size": 64, "lr": 1.0e6},
+            "retries": 0, "storage": str(tmp_path / "ray_results")}
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    monkeypatch.setenv(TESTING_ENV, "1")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     stale = stale_sweep(uri, "allnan")
     assert main(["sweep", str(tmp_path / "spec.yaml"), "--tracking-uri", uri]) == 1

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _injected import fail_after_first_checkpoint
 
 from sweeps import keys
-from sweeps.spec import TESTING_ENV, spec_from_dict
+from sweeps.spec import spec_from_dict
 
 pytestmark = pytest.mark.slow
 
@@ -63,15 +64,11 @@ def tiny_sweep(local_ray, tmp_path_factory):
     from sweeps.runner import run_sweep
 
     folder = tmp_path_factory.mktemp("sweep")
-    os.environ[TESTING_ENV] = "1"
-    try:
-        # The baseline's first attempt dies after its first checkpoint (testing hook).
-        spec = spec_from_dict({**TINY, "storage": str(folder / "ray_results"),
-                               "testing": {"fail_first_attempt": "baseline"}})
-    finally:
-        del os.environ[TESTING_ENV]
+    spec = spec_from_dict({**TINY, "storage": str(folder / "ray_results")})
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    results = run_sweep(spec, tracking_uri=uri)
+    # The baseline's first attempt dies after its first checkpoint (an injected wrapper).
+    failing = fail_after_first_checkpoint(keys.KIND_BASELINE, folder / "failed-once")
+    results = run_sweep(spec, tracking_uri=uri, trainable=failing)
     client = MlflowClient(uri)
     experiment_id = client.get_experiment_by_name(spec.experiment).experiment_id
     return results, client, experiment_id, folder
@@ -137,8 +134,8 @@ def check_artifacts(client, run) -> None:
 def test_failed_first_attempt_is_retried_from_its_checkpoint(tiny_sweep):
     results, client, experiment_id, folder = tiny_sweep
     baseline = next(t for t in results.trials if t.kind == "baseline")
-    # The hook left a marker: the first attempt really failed.
-    assert (folder / "ray_results" / ".hetero-testing" / "tiny" / baseline.trial_id).exists()
+    # The wrapper left a marker: the first attempt really failed.
+    assert (folder / "failed-once" / baseline.trial_id).exists()
     run = next(r for r in child_runs(client, experiment_id, results.parent_run_id)
                if r.data.tags[keys.TAG_TRIAL_ID] == baseline.trial_id)
     # Epoch 1 was logged by the failed attempt, epoch 2 by the retry resuming from epoch 1's

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sweeps.spec import TESTING_ENV, SpecError, load_spec, smoke_test, spec_from_dict
+from sweeps.spec import SpecError, load_spec, smoke_test, spec_from_dict
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "sweeps" / "configs").glob("*.yaml"))
 MINIMAL = {"name": "t", "model": "resnet20", "dataset": "digits",
@@ -88,11 +88,10 @@ def test_random_search_cannot_ask_for_more_points_than_exist():
     assert message.startswith("search.num_samples") and "[1, 1]" in message
 
 
-def test_testing_hook_needs_the_testing_switch(monkeypatch):
-    monkeypatch.delenv(TESTING_ENV, raising=False)
-    assert "hook for the test suite" in error_of(testing={"fail_first_attempt": True})
-    monkeypatch.setenv(TESTING_ENV, "1")
-    assert spec_with(testing={"fail_first_attempt": "baseline"}).testing.fail_first_attempt == "baseline"
+def test_there_is_no_testing_section():
+    # Faults are injected by the tests (run_sweep(trainable=...)), never through the spec.
+    assert "testing" in error_of(testing={"fail_first_attempt": True})
+
 
 
 def test_malformed_yaml_names_the_file(tmp_path):

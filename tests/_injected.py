@@ -1,0 +1,65 @@
+"""Faults the sweep tests inject from the outside: wrappers of the sweep's trainable, passed as
+``run_sweep(..., trainable=...)``. Production code carries no test hooks.
+
+Ray ships a trainable to its workers by pickling it; this module is not importable there, so it
+is pickled by value (:func:`by_value`).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+from sweeps import keys
+from sweeps.trainable import train_trial
+
+
+def by_value() -> None:
+    """Let Ray pickle the functions of this module by value (its workers cannot import it)."""
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def _fail_after_first_checkpoint(config, context, *, kind: str, marker_dir: str) -> None:
+    """The first attempt of ``kind`` trials dies right after its first checkpoint (a marker
+    file per trial says it did); the retry must resume from that checkpoint."""
+    from ray import tune
+
+    marker = Path(marker_dir) / tune.get_context().get_trial_id()
+    if config["hp"]["kind"] != kind or marker.exists():
+        return train_trial(config, context)
+    real_report = tune.report
+
+    def report_then_fail(*args, **kwargs):
+        real_report(*args, **kwargs)
+        if kwargs.get("checkpoint") is not None:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+            raise RuntimeError("injected failure after the first checkpoint")
+
+    tune.report = report_then_fail
+    try:
+        return train_trial(config, context)
+    finally:
+        tune.report = real_report
+
+
+def fail_after_first_checkpoint(kind: str, marker_dir: Path):
+    by_value()
+    return partial(_fail_after_first_checkpoint, kind=kind, marker_dir=str(marker_dir))
+
+
+def _diverging(config, context, *, kind: str) -> None:
+    """``kind`` trials train at a learning rate of 1e6: a real NaN loss in the first epoch."""
+    if config["hp"]["kind"] == kind:
+        protocol = context.fixed.protocol.replace(lr=1e6)
+        context = replace(context, fixed=replace(context.fixed, protocol=protocol))
+    return train_trial(config, context)
+
+
+def diverging(kind: str = keys.KIND_BASELINE):
+    by_value()
+    return partial(_diverging, kind=kind)
