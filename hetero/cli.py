@@ -198,7 +198,8 @@ def cmd_complexity(args: argparse.Namespace) -> int:
         print(f"{config.family}/{config.variant} on {args.dataset} "
               f"({config.in_channels}x{config.input_size}x{config.input_size}, "
               f"{config.num_classes} classes), {args.accounting} accounting:")
-        print(f"  FLOPs  {_fmt(result.flops)}  ({result.flops:,})")
+        what = "MACs" if args.accounting == "macs" else "FLOPs"  # macs: multiply-accumulates
+        print(f"  {what:<6} {_fmt(result.flops)}  ({result.flops:,})")
         print(f"  params {_fmt(result.params)}  ({result.params:,})")
     return 0
 
@@ -234,7 +235,7 @@ def cmd_shrink(args: argparse.Namespace) -> int:
         return 0
     print(f"LW-DNA for {summary['family']}/{summary['variant']} (width {spec.width_mult}, "
           f"target {spec.target} of baseline {spec.target_metric}, criterion {spec.criterion}):")
-    print(f"  FLOPs  {_fmt(summary['flops'])} = {summary['flops_ratio']:.2%} of baseline "
+    print(f"  MACs   {_fmt(summary['flops'])} = {summary['flops_ratio']:.2%} of baseline "
           f"{_fmt(summary['baseline_flops'])}")
     print(f"  params {_fmt(summary['params'])} = {summary['params_ratio']:.2%} of baseline "
           f"{_fmt(summary['baseline_params'])}")
@@ -301,7 +302,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({k: v for k, v in result.to_dict().items() if k not in ("history", "config")})
     else:
-        print(f"{spec.kind}: accuracy {result.accuracy:.4f}, FLOPs {_fmt(result.flops)} "
+        print(f"{spec.kind}: accuracy {result.accuracy:.4f}, MACs {_fmt(result.flops)} "
               f"({result.flops_ratio:.2%} of baseline), params {_fmt(result.params)} "
               f"({result.params_ratio:.2%}); wrote {out}/lwdna.json, checkpoint.pt, result.json, model/")
     return 0
