@@ -8,6 +8,7 @@ built at a small input (:func:`input_size`) and 10 classes, to keep the suite fa
 
 from __future__ import annotations
 
+import copy
 import random
 
 import torch
@@ -102,3 +103,23 @@ def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
 def random_scores(config: ChannelConfig, seed: int = 0) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     return {u[0]: torch.rand(config.widths[u[0]], generator=generator) for u in config.units()}
+
+
+def masked(model: nn.Module, config, kept: dict[str, list[int]]) -> nn.Module:
+    """A copy of the wide ``model`` whose dense convs and linears ignore the removed channels."""
+    graph = graph_of(config)
+    widths = graph.unit_widths(dict(config.widths), config.in_channels)
+    keep = {u.id: torch.ones(widths[u.id], dtype=torch.bool) for u in graph.units}
+    for unit in graph.free_units():
+        keep[unit.id] = torch.zeros(widths[unit.id], dtype=torch.bool)
+        keep[unit.id][kept[unit.layers[0]]] = True
+    net = copy.deepcopy(model)
+    with torch.no_grad():
+        for path, layout in graph.module_inputs.items():
+            module = net.get_submodule(path)
+            if isinstance(module, nn.Conv2d) and module.groups > 1:
+                continue
+            columns = torch.cat([keep[u] for u in layout.units]).repeat_interleave(layout.repeat)
+            assert columns.numel() == module.weight.shape[1], path
+            module.weight[:, ~columns] = 0
+    return net

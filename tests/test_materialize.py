@@ -9,23 +9,21 @@ family, DenseNet's concatenations and RegNet's groups included, and on eight tor
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from _families import (
     NETWORK_IDS,
     NETWORKS,
     example,
+    masked,
     random_scores,
     randomize_norms,
     scaled_config,
 )
-from torch import nn
 
 from hetero.importance import score_channels
 from hetero.materialize import materialize
-from hetero.models.factory import create_model, graph_of, uniform, widen
+from hetero.models.factory import create_model, uniform, widen
 from hetero.shrink import shrink_to_target
 
 PARAM_BUDGET = 300_000
@@ -37,26 +35,6 @@ def wide_net(family, variant, seed=0):
     wide = widen(base, 2.0)
     torch.manual_seed(seed)
     return base, wide, randomize_norms(create_model(config=wide), seed).eval()
-
-
-def masked(model: nn.Module, config, kept: dict[str, list[int]]) -> nn.Module:
-    """A copy of the wide ``model`` whose dense convs and linears ignore the removed channels."""
-    graph = graph_of(config)
-    widths = graph.unit_widths(dict(config.widths), config.in_channels)
-    keep = {u.id: torch.ones(widths[u.id], dtype=torch.bool) for u in graph.units}
-    for unit in graph.free_units():
-        keep[unit.id] = torch.zeros(widths[unit.id], dtype=torch.bool)
-        keep[unit.id][kept[unit.layers[0]]] = True
-    net = copy.deepcopy(model)
-    with torch.no_grad():
-        for path, layout in graph.module_inputs.items():
-            module = net.get_submodule(path)
-            if isinstance(module, nn.Conv2d) and module.groups > 1:
-                continue
-            columns = torch.cat([keep[u] for u in layout.units]).repeat_interleave(layout.repeat)
-            assert columns.numel() == module.weight.shape[1], path
-            module.weight[:, ~columns] = 0
-    return net
 
 
 @pytest.mark.parametrize(("family", "variant"), NETWORKS, ids=NETWORK_IDS)

@@ -161,3 +161,21 @@ def test_missing_user_module_is_a_one_line_error(capsys):
     code, _, err = cli(capsys, "complexity", "no_such_module_xyz:build")
     assert code == 2 and "cannot import 'no_such_module_xyz'" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_inherit_through_concat_groups_and_flatten_matches_the_masked_network(user_module):
+    from _families import masked, randomize_norms
+
+    name = f"mynet_{uuid.uuid4().hex[:8]}"
+    hetero.register_model(name, importlib.import_module(user_module).build)
+    base = uniform(name, num_classes=10, input_size=16)
+    wide = widen(base, 2.0)
+    torch.manual_seed(0)
+    model = randomize_norms(create_model(config=wide)).eval()
+    scores = {u[0]: torch.rand(wide.widths[u[0]]) for u in wide.units()}
+    result = shrink_to_target(wide, scores, base_config=base, target=1.0)
+    derived = materialize(result.config, source=model, kept=result.kept).eval().double()
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        want = masked(model, wide, result.kept).double()(x)
+        assert (derived(x) - want).abs().max() <= 1e-4
