@@ -294,3 +294,51 @@ def test_dhp_scores_a_channel_the_classifier_ignores_zero(family, variant):
     scores = score_channels("dhp", model, config, random_batches(config, count=1, batch=4),
                             num_batches=1, embedding_dim=2)
     assert_ranks_last(scores, config, [unit], exactly_zero=True)
+
+
+class TwoLayer(torch.nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, 3, padding=1, bias=False)
+        self.fc = torch.nn.Linear(6, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def test_dhp_score_is_dl_dz_worked_out_by_hand(monkeypatch):
+    # On conv -> relu -> pool -> fc only the conv is generated: K = W2 @ (W0 * W1 + b1) + b2 with
+    # W0 = z_in (x) z_out + b0, so dK[o, i, k] / dz_out[o] = z_in[i] * sum_m W2[i,o,k,m] W1[i,o,m]
+    # and dL/dz_out[o] = sum_{i,k} dL/dK[o,i,k] * that. One batch: no step before the score.
+    import uuid
+
+    import hetero
+    from hetero import importance
+
+    name = f"twolayer_{uuid.uuid4().hex[:8]}"
+    hetero.register_model(name, TwoLayer)
+    config = uniform(name, num_classes=10, input_size=8)
+    model = create_model(config=config)
+    captured = []
+
+    class Capturing(importance._HyperNetwork):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            captured.append(self)
+
+    monkeypatch.setattr(importance, "_HyperNetwork", Capturing)
+    batches = random_batches(config, count=1, batch=4)
+    scored = importance.score_network("dhp", model, config, batches, num_batches=1,
+                                      embedding_dim=3)
+    (hyper,) = captured
+    graph = graph_of(config)
+    z_in = hyper.latents[graph.image_unit].detach()
+    w1, w2 = hyper.hypers["conv"]["w1"].detach(), hyper.hypers["conv"]["w2"].detach()
+    kernel = scored.generated["conv"].clone().requires_grad_()
+    x, y = batches[0]
+    logits = torch.func.functional_call(scored.network, {"conv.weight": kernel}, (x,))
+    (grad_k,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y), kernel)
+    dk_dz = z_in[:, None, None] * torch.einsum("iokm,iom->iok", w2, w1)    # (i, o, k)
+    by_hand = torch.einsum("oik,iok->o", grad_k.flatten(2), dk_dz).abs()
+    torch.testing.assert_close(scored.scores["conv"], by_hand, rtol=1e-4, atol=1e-7)
+    assert by_hand.std() > 0
