@@ -158,11 +158,11 @@ class _PathTracer(fx.Tracer):
         self.current: list[str] = []
 
     def call_module(self, m, forward, args, kwargs):
+        # No ``finally``: when tracing fails, the innermost module stays on top to be named.
         self.current.append(self.path_of_module(m))
-        try:
-            return super().call_module(m, forward, args, kwargs)
-        finally:
-            self.current.pop()
+        result = super().call_module(m, forward, args, kwargs)
+        self.current.pop()
+        return result
 
 
 def _trace(model: nn.Module) -> fx.GraphModule:

@@ -28,9 +28,12 @@ def test_help_imports_nothing_heavy():
 def test_models_lists_every_family():
     rows = json.loads(hetero("models", "--json").stdout)
     families = {r["family"] for r in rows}
-    assert {"resnet_cifar", "vgg_cifar", "mobilenet_v2", "resnet_imagenet"} <= families
+    assert {"resnet_cifar", "vgg_cifar", "mobilenet_v2", "resnet_imagenet", "densenet_cifar",
+            "regnet", "efficientnet", "mobilenet_v1", "mobilenet_v3", "mnasnet"} <= families
     short = {s for r in rows for s in r["short_names"]}
-    assert {"resnet20", "resnet56", "resnet50", "vgg16"} <= short
+    assert {"resnet20", "resnet56", "resnet50", "vgg16", "densenet40", "regnetx_400mf",
+            "regnety_400mf", "regnetx_4gf", "efficientnet_b0", "mobilenet_v1",
+            "mobilenet_v3_small", "mnasnet"} <= short
 
 
 def test_complexity_resnet56_paper_accounting_matches_table_1():
@@ -41,7 +44,7 @@ def test_complexity_resnet56_paper_accounting_matches_table_1():
 
 
 def test_complexity_of_a_config_file_matches_the_model(tmp_path):
-    from hetero.config import uniform, widen
+    from hetero.models.factory import uniform, widen
 
     path = tmp_path / "wide.json"
     widen(uniform("resnet_cifar", "20"), 2.0).save(path)

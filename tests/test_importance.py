@@ -1,18 +1,25 @@
-"""Channel-importance criteria: every criterion on every model family, on real digits.
+"""Channel-importance criteria: every criterion on every model family, on real digits, and
+tests a random scorer would fail, on every family and eight torchvision CNNs.
 
-Each family is tested on its cheapest variant, as a reduced but structurally complete instance
-(the uniform net scaled so it has at most ~300k parameters), 8x8 single-channel input, width 2.
+The digits runs use each family's cheapest variant as a reduced but structurally complete
+instance (the uniform net scaled to at most ~300k parameters), 8x8 single-channel input, width 2.
 """
 
 import pytest
 import torch
+from _families import (
+    NETWORK_IDS,
+    NETWORKS,
+    random_batches,
+    scaled_config,
+)
 from sklearn.datasets import load_digits
 
-from hetero.complexity import complexity
-from hetero.config import uniform, widen
-from hetero.importance import list_criteria, register_criterion, score_channels
+from hetero.graph import ConvOp, LinearOp, NormOp
+from hetero.importance import Scored, list_criteria, register_criterion, score_channels
 from hetero.materialize import materialize
-from hetero.models import create_model, get_family, list_models
+from hetero.models import list_models
+from hetero.models.factory import check_config, complexity, create_model, graph_of, uniform, widen
 from hetero.shrink import shrink_to_target
 
 PARAM_BUDGET = 300_000
@@ -67,12 +74,13 @@ def test_registered_criterion_is_called_and_its_scores_checked():
     model = create_model(config=config)
 
     @register_criterion("_test_ones")
-    def ones(model, config, batches, settings):
-        return {unit[0]: torch.ones(config.widths[unit[0]]) for unit in config.units()}
+    def ones(ctx):
+        return Scored({unit[0]: torch.ones(ctx.config.widths[unit[0]])
+                       for unit in ctx.config.units()}, ctx.model)
 
     @register_criterion("_test_short")
-    def short(model, config, batches, settings):
-        return {unit[0]: torch.ones(1) for unit in config.units()}
+    def short(ctx):
+        return Scored({unit[0]: torch.ones(1) for unit in ctx.config.units()}, ctx.model)
 
     try:
         scores = score_channels("_test_ones", model, config, [])
@@ -102,7 +110,7 @@ def test_criterion_scores_every_unit_and_shrinks_to_target(criterion, family, wi
 
     result = shrink_to_target(wide, scores, base_config=base, target=1.0, width_mult=2.0)
     assert abs(result.flops / result.target_value - 1) <= 0.005
-    get_family(family).check(result.config)
+    check_config(result.config)
     for unit in units:
         assert all(result.kept[name] == result.kept[unit[0]] for name in unit)
     x, _ = digits_batches(1, 4)[0]
@@ -143,14 +151,14 @@ def test_l1_is_the_filter_norm_summed_over_the_unit(wide_nets):
     _, wide, model = wide_nets["resnet_cifar"]
     scores = score_channels("l1", model, wide, [])
     unit = max(wide.units(), key=len)  # a residual stream: several layers
-    expected = sum(model.get_submodule(n).conv.weight.abs().sum((1, 2, 3)) for n in unit)
+    expected = sum(model.get_submodule(n).weight.abs().sum((1, 2, 3)) for n in unit)
     torch.testing.assert_close(scores[unit[0]], expected.detach())
 
 
 def test_scoring_a_model_of_another_config_names_the_layer():
     config = uniform("resnet_cifar", "20", input_size=8, in_channels=1)
     model = create_model(config=config)
-    with pytest.raises(ValueError, match="layer 'stem'.*create_model"):
+    with pytest.raises(ValueError, match="layer 'stem.conv'.*create_model"):
         score_channels("l1", model, widen(config, 2.0), [])
 
 
@@ -158,3 +166,179 @@ def test_data_criteria_refuse_empty_batches(wide_nets):
     _, wide, model = wide_nets["resnet_cifar"]
     with pytest.raises(ValueError, match="mini-batch"):
         score_channels("gate", model, wide, [])
+
+
+# ---------------------------------------------------------------------------- criteria that a
+# random scorer would fail: one channel made useless by hand must rank last.
+def probe_channel(width: int) -> int:
+    return width // 2
+
+
+def offsets(layout, widths):
+    """unit -> its first channel in a tensor of ``layout`` (before any flatten repeat)."""
+    out, start = {}, 0
+    for unit in layout.units:
+        out[unit] = start
+        start += widths[unit]
+    return out
+
+
+def instance(family, variant, seed=0):
+    config = scaled_config(family, variant)
+    torch.manual_seed(seed)
+    return config, create_model(config=config)
+
+
+def assert_ranks_last(scores, config, units, *, exactly_zero=False):
+    for unit in units:
+        key = unit.layers[0]
+        vector, c = scores[key], probe_channel(config.widths[key])
+        others = torch.cat([vector[:c], vector[c + 1:]])
+        if exactly_zero:
+            assert vector[c] == 0 and others.max() > 0, key
+        else:
+            assert vector[c] < others.min(), f"{key}: {float(vector[c])} vs {float(others.min())}"
+
+
+@pytest.mark.parametrize(("family", "variant"), NETWORKS, ids=NETWORK_IDS)
+def test_l1_ranks_a_zeroed_filter_last_in_every_unit(family, variant):
+    config, model = instance(family, variant)
+    graph = graph_of(config)
+    units = [u for u in graph.free_units() if config.widths[u.layers[0]] > 1]
+    with torch.no_grad():
+        for unit in units:
+            for layer in unit.layers:
+                model.get_submodule(layer).weight[probe_channel(config.widths[layer])] = 0
+    assert_ranks_last(score_channels("l1", model, config, []), config, units)
+
+
+@pytest.mark.parametrize(("family", "variant"), NETWORKS, ids=NETWORK_IDS)
+def test_bn_ranks_a_zeroed_gamma_last_in_every_unit_a_norm_carries(family, variant):
+    config, model = instance(family, variant)
+    graph = graph_of(config)
+    widths = graph.unit_widths(dict(config.widths), config.in_channels)
+    free = {u.id: u for u in graph.free_units() if widths[u.id] > 1}
+    carried = set()
+    with torch.no_grad():
+        for op in graph.ops:
+            if not isinstance(op, NormOp) or op.layout.repeat != 1:
+                continue
+            gamma = model.get_submodule(op.path).weight
+            for unit, start in offsets(op.layout, widths).items():
+                if unit in free:
+                    gamma[start + probe_channel(widths[unit])] = 0
+                    carried.add(unit)
+    assert carried
+    # lr 0: the score is then exactly the sum of |gamma| over every norm carrying the unit (at
+    # its offset in concatenations), which is what this checks. (With steps, a narrow net on
+    # noise at 1x1 maps gets BN gradients in the thousands and any gamma can move anywhere.)
+    scores = score_channels("bn", model, config, random_batches(config, batch=4), lr=0.0)
+    assert_ranks_last(scores, config, [free[u] for u in sorted(carried)], exactly_zero=True)
+
+
+def classifier_only_unit(graph):
+    """A free unit whose channels reach the output only through the classifier (a linear with
+    fixed outputs): (unit, the linear's op), or None."""
+    readers: dict[int, list] = {}
+    for op in graph.ops:
+        if isinstance(op, (ConvOp, LinearOp)):
+            for unit in op.inputs.units:
+                readers.setdefault(unit, []).append(op)
+    for unit in graph.free_units():
+        ops = readers.get(unit.id, [])
+        if unit.feeds_classifier and len(ops) == 1 and isinstance(ops[0], LinearOp) and all(
+                graph.units[u].fixed for u in ops[0].output.units):
+            return unit, ops[0]
+    return None
+
+
+# Networks with a unit that only the classifier reads (a head conv, VGG's last conv, DenseNet's
+# last layer, MobileNetV3's hidden linear); residual networks have none.
+CLASSIFIER_ONLY = [("vgg_cifar", "16"), ("densenet_cifar", "40"), ("mobilenet_v2", "cifar"),
+                   ("mobilenet_v3", "cifar"), ("efficientnet", "b0"), ("mnasnet", "cifar"),
+                   ("torchvision:densenet121", None), ("torchvision:mobilenet_v3_small", None),
+                   ("torchvision:efficientnet_b0", None)]
+
+
+def silence_in_classifier(family, variant):
+    """A network, one of its units and a channel of it whose classifier columns are zeroed."""
+    config, model = instance(family, variant)
+    graph = graph_of(config)
+    found = classifier_only_unit(graph)
+    assert found is not None, "no unit reaches the output through the classifier alone"
+    unit, op = found
+    widths = graph.unit_widths(dict(config.widths), config.in_channels)
+    start = offsets(op.inputs, widths)[unit.id] + probe_channel(widths[unit.id])
+    repeat = op.inputs.repeat
+    with torch.no_grad():
+        model.get_submodule(op.path).weight[:, start * repeat:(start + 1) * repeat] = 0
+    return config, model, unit
+
+
+@pytest.mark.parametrize(("family", "variant"), CLASSIFIER_ONLY,
+                         ids=[f"{f}-{v}" for f, v in CLASSIFIER_ONLY])
+def test_gate_scores_a_channel_the_classifier_ignores_zero(family, variant):
+    config, model, unit = silence_in_classifier(family, variant)
+    scores = score_channels("gate", model, config, random_batches(config, batch=4))
+    assert_ranks_last(scores, config, [unit], exactly_zero=True)
+
+
+@pytest.mark.parametrize(("family", "variant"), [("vgg_cifar", "16"), ("densenet_cifar", "40"),
+                                                 ("torchvision:mobilenet_v3_small", None)],
+                         ids=["vgg_cifar-16", "densenet_cifar-40", "tv-mobilenet_v3_small"])
+def test_dhp_scores_a_channel_the_classifier_ignores_zero(family, variant):
+    # One batch: the score is |dL/dz| before any step (a step would let the zeroed classifier
+    # columns learn). The classifier is not generated (its outputs are fixed), so its zeroed
+    # columns stay; the unit's latent then reaches the loss only through that channel.
+    config, model, unit = silence_in_classifier(family, variant)
+    scores = score_channels("dhp", model, config, random_batches(config, count=1, batch=4),
+                            num_batches=1, embedding_dim=2)
+    assert_ranks_last(scores, config, [unit], exactly_zero=True)
+
+
+class TwoLayer(torch.nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, 3, padding=1, bias=False)
+        self.fc = torch.nn.Linear(6, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def test_dhp_score_is_dl_dz_worked_out_by_hand(monkeypatch):
+    # On conv -> relu -> pool -> fc only the conv is generated: K = W2 @ (W0 * W1 + b1) + b2 with
+    # W0 = z_in (x) z_out + b0, so dK[o, i, k] / dz_out[o] = z_in[i] * sum_m W2[i,o,k,m] W1[i,o,m]
+    # and dL/dz_out[o] = sum_{i,k} dL/dK[o,i,k] * that. One batch: no step before the score.
+    import uuid
+
+    import hetero
+    from hetero import importance
+
+    name = f"twolayer_{uuid.uuid4().hex[:8]}"
+    hetero.register_model(name, TwoLayer)
+    config = uniform(name, num_classes=10, input_size=8)
+    model = create_model(config=config)
+    captured = []
+
+    class Capturing(importance._HyperNetwork):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            captured.append(self)
+
+    monkeypatch.setattr(importance, "_HyperNetwork", Capturing)
+    batches = random_batches(config, count=1, batch=4)
+    scored = importance.score_network("dhp", model, config, batches, num_batches=1,
+                                      embedding_dim=3)
+    (hyper,) = captured
+    graph = graph_of(config)
+    z_in = hyper.latents[graph.image_unit].detach()
+    w1, w2 = hyper.hypers["conv"]["w1"].detach(), hyper.hypers["conv"]["w2"].detach()
+    kernel = scored.generated["conv"].clone().requires_grad_()
+    x, y = batches[0]
+    logits = torch.func.functional_call(scored.network, {"conv.weight": kernel}, (x,))
+    (grad_k,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y), kernel)
+    dk_dz = z_in[:, None, None] * torch.einsum("iokm,iom->iok", w2, w1)    # (i, o, k)
+    by_hand = torch.einsum("oik,iok->o", grad_k.flatten(2), dk_dz).abs()
+    torch.testing.assert_close(scored.scores["conv"], by_hand, rtol=1e-4, atol=1e-7)
+    assert by_hand.std() > 0

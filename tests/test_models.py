@@ -1,5 +1,6 @@
-"""Every registered model family: builds from any valid configuration, follows the layer
-conventions, and its declared coupled groups are exactly what the residual adds need."""
+"""Every registered model family: builds from any valid configuration at the widths it asks for,
+its prunable layers are its convs and linears, and its coupled groups are exactly what the
+residual adds, gates and depthwise convs need."""
 
 from __future__ import annotations
 
@@ -7,21 +8,19 @@ import random
 
 import pytest
 import torch
-from _families import CASES, IDS, random_widths
+from _families import CASES, IDS, input_size, random_widths
 from torch import nn
 
-from hetero.config import ChannelConfig, uniform, widen
-from hetero.models import create_model, get_family, list_models, resolve_model
-from hetero.models.common import ConvBN
+from hetero.config import ChannelConfig
+from hetero.models import create_model, list_models, resolve_model
+from hetero.models.factory import check_config, graph_of, uniform, widen
 
-# (in_channels, input_size): a CIFAR-sized colour image and a digits image. ImageNet layouts
-# also run at 32 here; their 224 cost is only spent where a reference value needs it.
-SHAPES = {"rgb32": (3, 32), "digits": (1, 8)}
-
+# (in_channels, input_size): a colour image at the case's test size and a digits image.
+SHAPES = ("rgb", "digits")
 
 
 def config_for(family: str, variant: str, shape: str, num_classes: int = 10) -> ChannelConfig:
-    in_channels, size = SHAPES[shape]
+    in_channels, size = (3, input_size(family, variant)) if shape == "rgb" else (1, 8)
     return uniform(family, variant, num_classes=num_classes, input_size=size,
                    in_channels=in_channels)
 
@@ -33,10 +32,12 @@ def run(model: nn.Module, config: ChannelConfig, batch: int = 2) -> torch.Tensor
 
 
 def test_registry_has_every_builtin_family():
-    assert {"resnet_cifar", "resnet_imagenet", "vgg_cifar", "mobilenet_v2"} <= set(list_models())
+    assert {"resnet_cifar", "resnet_imagenet", "vgg_cifar", "mobilenet_v2", "densenet_cifar",
+            "regnet", "efficientnet", "mobilenet_v1", "mobilenet_v3", "mnasnet"} <= set(
+        list_models())
 
 
-@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize(("family", "variant"), CASES, ids=IDS)
 def test_random_widths_build_and_run(family, variant, shape):
     config = random_widths(config_for(family, variant, shape, num_classes=7),
@@ -47,76 +48,75 @@ def test_random_widths_build_and_run(family, variant, shape):
 
 
 @pytest.mark.parametrize(("family", "variant"), CASES, ids=IDS)
-def test_layers_follow_the_module_convention(family, variant):
-    fam = get_family(family)
+def test_layers_are_convs_and_linears_at_the_config_widths(family, variant):
     config = random_widths(config_for(family, variant, "digits"), random.Random(1), low=2)
-    model = fam.build(config)
-    wiring = fam.wiring(config)
-    assert tuple(wiring) == config.layers
-    seen: set[str] = set()
+    graph = check_config(config)
+    model = create_model(config=config)
     for name, width in config.widths.items():
         module = model.get_submodule(name)
-        assert isinstance(module, ConvBN), f"{name} is a {type(module).__name__}, not ConvBN"
-        source = wiring[name]
-        assert source is None or source in seen, f"{name} reads {source}, not an earlier layer"
-        cin = config.in_channels if source is None else config.widths[source]
-        conv = module.conv
-        assert (conv.in_channels, conv.out_channels) == (cin, width), name
-        if conv.groups > 1:  # depthwise: tied to the layer it reads
-            assert conv.groups == cin == width, name
-        seen.add(name)
-    fc = model.get_submodule(fam.classifier)
-    assert isinstance(fc, nn.Linear)
-    assert fc.in_features == config.widths[fam.classifier_input(config)]
-    assert fc.out_features == config.num_classes
+        assert isinstance(module, (nn.Conv2d, nn.Linear)), f"{name} is {type(module).__name__}"
+        out = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+        assert out == width, name
+        if isinstance(module, nn.Conv2d) and module.groups > 1:  # grouped: whole groups
+            assert module.in_channels == width
+            assert width % graph.units[graph.layer_unit[name]].granularity == 0
+    classifiers = [m for m in model.modules() if isinstance(m, nn.Linear)
+                   and m.out_features == config.num_classes]
+    assert classifiers, "no linear layer produces the class scores"
 
 
 @pytest.mark.parametrize(("family", "variant"), CASES, ids=IDS)
 def test_groups_cover_every_residual_add(family, variant):
-    # Pairwise distinct unit widths (>= 2, so nothing broadcasts): any add or depthwise conv
-    # joining two different units would fail, so a clean run proves the groups cover them.
+    # Pairwise distinct unit widths (>= 2 channels, a multiple of the unit's group width, so
+    # nothing broadcasts): any add, gate or depthwise conv joining two different units would fail,
+    # so a clean run proves the derived groups cover them.
     base = config_for(family, variant, "digits")
-    config = base.with_unit_widths({unit[0]: 2 + i for i, unit in enumerate(base.units())})
+    graph = graph_of(base)
+    widths, used = {}, set()
+    for unit in graph.free_units():
+        width = max(2, unit.granularity)
+        while width in used:
+            width += unit.granularity
+        used.add(width)
+        widths[unit.layers[0]] = width
+    config = base.with_unit_widths(widths)
     assert run(create_model(config=config), config).shape == (2, 10)
 
 
-# resnet_cifar builds its projection shortcut at the block output's width, not at the
-# shortcut's own entry (resnet_cifar.py: ConvBN(cin, cout, ...) should read w[f"{p}.shortcut"]).
-@pytest.mark.parametrize(
-    ("family", "variant"),
-    CASES,
-    ids=IDS,
-)
-def test_every_group_member_is_really_coupled(family, variant):
-    # Drop the groups so ChannelConfig accepts unequal widths: the graph itself must reject a
-    # group member that differs from the rest (else the group is declared for nothing).
-    fam = get_family(family)
-    base = widen(config_for(family, variant, "digits"), 0.25)
-    for group in base.groups:
-        for member in dict.fromkeys((group[0], group[-1])):
-            widths = dict(base.widths)
-            widths[member] += 1
-            loose = base.replace(widths=widths, groups=[])
-            with pytest.raises(RuntimeError):
-                run(fam.build(loose), loose)
+@pytest.mark.parametrize(("family", "variant"), CASES, ids=IDS)
+def test_a_loosened_group_is_refused(family, variant):
+    base = widen(config_for(family, variant, "digits"), 0.5)
+    for group in base.groups[:3]:
+        widths = dict(base.widths)
+        widths[group[-1]] += 1
+        loose = base.replace(widths=widths, groups=[g for g in base.groups if g != group])
+        with pytest.raises(ValueError, match="coupled groups do not match"):
+            create_model(config=loose)
 
 
 @pytest.mark.parametrize(
     ("name", "family", "variant"),
     [("resnet20", "resnet_cifar", "20"), ("resnet56", "resnet_cifar", "56"),
      ("resnet18", "resnet_imagenet", "18"), ("resnet50", "resnet_imagenet", "50"),
-     ("vgg16", "vgg_cifar", "16"), ("mobilenet_v2", "mobilenet_v2", "imagenet")],
+     ("vgg16", "vgg_cifar", "16"), ("densenet40", "densenet_cifar", "40"),
+     ("regnetx_400mf", "regnet", "x_400mf"), ("regnety_400mf", "regnet", "y_400mf"),
+     ("efficientnet_b0", "efficientnet", "b0"), ("mobilenet_v2", "mobilenet_v2", "cifar"),
+     ("mobilenet_v3_small", "mobilenet_v3", "cifar"), ("mnasnet", "mnasnet", "cifar")],
 )
 def test_create_model_by_short_name(name, family, variant):
-    assert resolve_model(name) == (family, variant)
+    assert resolve_model(name, input_size=16) == (family, variant)
     model = create_model(name, num_classes=5, input_size=16)
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 5)
 
 
-def test_mobilenet_v2_picks_its_layout_from_the_input_size():
-    assert resolve_model("mobilenet_v2", input_size=32) == ("mobilenet_v2", "cifar")
-    assert resolve_model("mobilenet_v2", input_size=224) == ("mobilenet_v2", "imagenet")
-    assert resolve_model("mobilenet_v2", "imagenet", input_size=32) == ("mobilenet_v2", "imagenet")
+@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
+                                  "mnasnet"])
+def test_mobile_networks_pick_their_layout_from_the_input_size(name):
+    family = resolve_model(name)[0]
+    assert resolve_model(name, input_size=32) == (family, "cifar")
+    assert resolve_model(name, input_size=64) == (family, "tiny")
+    assert resolve_model(name, input_size=224) == (family, "imagenet")
+    assert resolve_model(name, "imagenet", input_size=32) == (family, "imagenet")
 
 
 def test_short_name_with_contradicting_variant_raises():

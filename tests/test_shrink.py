@@ -1,51 +1,55 @@
 """The allocator: global threshold + fine adjustment to a fraction of the baseline's cost.
 
-Runs on every family and variant at full size (32x32, 3 channels) with seeded random scores:
-shrinking is analytic, so no model is built except where weights are the scores.
+Runs on every family and variant and on eight torchvision CNNs, at their test input sizes, with
+seeded random scores: shrinking is analytic, so no model is built except where weights are the
+scores.
 """
 
 import re
 
 import pytest
 import torch
+from _families import NETWORK_IDS, NETWORKS, input_size, random_scores
 
-from hetero.complexity import complexity
-from hetero.config import uniform, widen
 from hetero.importance import score_channels
-from hetero.models import create_model, get_family, list_models
+from hetero.models.factory import check_config, complexity, create_model, uniform, widen
 from hetero.shrink import reachable_range, shrink_to_target, unit_floors
 
-ALL_VARIANTS = [(f, v) for f, variants in sorted(list_models().items()) for v in variants]
 
-
-def configs(family, variant, width=2.0, input_size=32):
-    base = uniform(family, variant, num_classes=10, input_size=input_size, in_channels=3)
+def configs(family, variant, width=2.0, size=None):
+    base = uniform(family, variant, num_classes=10, input_size=size or input_size(family, variant),
+                   in_channels=3)
     return base, widen(base, width)
 
 
-def random_scores(config, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    return {u[0]: torch.rand(config.widths[u[0]], generator=generator) for u in config.units()}
+def expected_floor(unit, n, rho, tau):
+    floor = max(int(n * (tau if unit.feeds_classifier else rho)), 1)
+    step = unit.granularity
+    return min(n, -(-floor // step) * step)
 
 
 def assert_valid(result, wide, scores, rho, tau):
-    family = get_family(wide.family)
-    family.check(result.config)
-    head = family.classifier_input(wide)
-    for unit in wide.units():
-        key, n = unit[0], wide.widths[unit[0]]
+    graph = check_config(result.config)
+    for unit in graph.free_units():
+        key, n = unit.layers[0], wide.widths[unit.layers[0]]
         width = result.config.widths[key]
-        floor = max(int(n * (tau if head in unit else rho)), 1)
-        assert floor <= width <= n and result.floors[key] == floor
+        floor = expected_floor(unit, n, rho, tau)
+        assert floor <= width <= n and result.floors[key] == floor, key
+        assert width % unit.granularity == 0, key
         kept = result.kept[key]
         assert kept == sorted(kept) and len(kept) == width == len(set(kept))
-        assert all(result.kept[name] == kept for name in unit)
-        dropped = sorted(set(range(n)) - set(kept))
-        if dropped:  # the kept channels are the unit's best
-            assert scores[key][kept].min() >= scores[key][dropped].max()
+        assert all(result.kept[name] == kept for name in unit.layers)
+        # The kept channels are the unit's best; a grouped conv's unit keeps its best groups.
+        g = unit.granularity
+        values = scores[key].reshape(-1, g).sum(1)
+        kept_groups = sorted({i // g for i in kept})
+        assert kept == [c for k in kept_groups for c in range(k * g, (k + 1) * g)], key
+        dropped = sorted(set(range(n // g)) - set(kept_groups))
+        if dropped:
+            assert values[kept_groups].min() >= values[dropped].max(), key
 
 
-@pytest.mark.parametrize("family,variant", ALL_VARIANTS)
+@pytest.mark.parametrize(("family", "variant"), NETWORKS, ids=NETWORK_IDS)
 @pytest.mark.parametrize("metric", ["flops", "params"])
 @pytest.mark.parametrize("target,rho,tau", [(1.0, 0.4, 0.45), (0.6, 0.2, 0.25)])
 def test_target_is_hit_within_tolerance(family, variant, metric, target, rho, tau):
@@ -62,7 +66,7 @@ def test_target_is_hit_within_tolerance(family, variant, metric, target, rho, ta
 def test_real_l1_scores_on_a_small_input_still_meet_the_tolerance():
     # 8x8 input: one channel of a wide residual stream costs several % of the baseline, so this
     # needs the fine adjustment after the threshold search.
-    base, wide = configs("resnet_cifar", "56", input_size=8)
+    base, wide = configs("resnet_cifar", "56", size=8)
     torch.manual_seed(0)
     scores = score_channels("l1", create_model(config=wide), wide, [])
     result = shrink_to_target(wide, scores, base_config=base, target=1.0)
@@ -70,7 +74,7 @@ def test_real_l1_scores_on_a_small_input_still_meet_the_tolerance():
     assert_valid(result, wide, scores, 0.4, 0.45)
 
 
-@pytest.mark.parametrize("family,variant", ALL_VARIANTS)
+@pytest.mark.parametrize(("family", "variant"), NETWORKS, ids=NETWORK_IDS)
 def test_reachable_range_is_exactly_what_shrink_accepts(family, variant):
     base, wide = configs(family, variant)
     scores = random_scores(wide)
@@ -117,8 +121,17 @@ def test_lower_floors_widen_the_reachable_range():
 def test_floors_are_relative_to_the_widened_width():
     base, wide = configs("resnet_cifar", "20")
     floors = unit_floors(wide, remain_ratio=0.4, linear_ratio=0.45)
-    assert floors["layer1.0.conv1"] == int(32 * 0.4)          # 2 x 16 widened
-    assert floors["layer3.0.shortcut"] == int(128 * 0.45)     # the classifier input's stream
+    assert floors["layer1.0.conv1.conv"] == int(32 * 0.4)          # 2 x 16 widened
+    assert floors["layer3.0.conv2.conv"] == int(128 * 0.45)        # the classifier input's stream
+
+
+def test_grouped_floors_are_whole_groups():
+    # RegNet X-400MF's grouped convs have 16 channels per group: floors and widths move by 16.
+    base, wide = configs("regnet", "x_400mf")
+    floors = unit_floors(wide, remain_ratio=0.4, linear_ratio=0.45)
+    assert floors["blocks.0.conv1.conv"] == 32     # int(64 * 0.4) = 25, rounded up to 2 groups
+    result = shrink_to_target(wide, random_scores(wide), base_config=base, target=1.0)
+    assert result.config.widths["blocks.0.conv1.conv"] % 16 == 0
 
 
 def test_divisor_rounds_unit_widths():
@@ -133,7 +146,7 @@ def test_divisor_rounds_unit_widths():
 
 
 def test_impossible_tolerance_is_an_error_not_a_silent_miss():
-    base, wide = configs("resnet_cifar", "20", input_size=8)
+    base, wide = configs("resnet_cifar", "20", size=8)
     with pytest.raises(ValueError, match="raise tolerance"):
         shrink_to_target(wide, random_scores(wide), base_config=base, target=1.0, tolerance=0.0)
 
@@ -142,11 +155,11 @@ def test_scores_must_cover_every_unit_with_its_width():
     base, wide = configs("resnet_cifar", "20")
     scores = random_scores(wide)
     missing = dict(scores)
-    missing.pop("stem")
-    with pytest.raises(ValueError, match="'stem'"):
+    missing.pop("stem.conv")
+    with pytest.raises(ValueError, match="'stem.conv'"):
         shrink_to_target(wide, missing, base_config=base)
-    short = {**scores, "stem": scores["stem"][:3]}
-    with pytest.raises(ValueError, match="'stem'.*widened width"):
+    short = {**scores, "stem.conv": scores["stem.conv"][:3]}
+    with pytest.raises(ValueError, match="'stem.conv'.*widened width"):
         shrink_to_target(wide, short, base_config=base)
 
 
