@@ -11,18 +11,8 @@ from torch import nn
 import hetero.models.densenet
 import hetero.models.efficientnet
 import hetero.models.regnet  # noqa: F401  (the imports register the families)
-from hetero.hook_count import hook_complexity
 from hetero.models._registry import ALIASES, get_family
 
-# (short name, classes, input size, paper FLOPs [G], paper params [M]), from Table 1.
-TABLE1 = [
-    ("densenet40", 10, 32, 0.2901, 1.059),
-    ("densenet40", 100, 32, 0.2901, 1.100),
-    ("regnetx_400mf", 100, 32, 0.4698, 4.810),
-    ("regnety_400mf", 100, 32, 0.4585, 3.947),
-    ("efficientnet_b0", 100, 32, 0.4161, 4.136),
-    ("regnetx_4gf", 1000, 224, 4.0005, 22.118),
-]
 TOLERANCE = 0.005
 SHORT_NAMES = ["densenet40", "regnetx_400mf", "regnety_400mf", "efficientnet_b0", "regnetx_4gf"]
 
@@ -31,16 +21,6 @@ def build(short: str, num_classes: int = 10, input_size: int = 32, in_channels: 
     family, variant = ALIASES[short]
     return get_family(family).builder(variant, num_classes=num_classes, input_size=input_size,
                                       in_channels=in_channels).eval()
-
-
-@pytest.mark.parametrize(("short", "classes", "size", "gflops", "mparams"), TABLE1,
-                         ids=[f"{row[0]}-{row[1]}" for row in TABLE1])
-def test_paper_cost_within_half_a_percent(short, classes, size, gflops, mparams):
-    # Swish counted at 1 per element would put EfficientNet +0.96 % off: this row also pins
-    # that only PAPER_ACTIVATIONS are charged.
-    cost = hook_complexity(build(short, classes, size), (3, size, size), "paper")
-    assert cost.flops / 1e9 == pytest.approx(gflops, rel=TOLERANCE)
-    assert cost.params / 1e6 == pytest.approx(mparams, rel=TOLERANCE)
 
 
 @pytest.mark.parametrize("short", SHORT_NAMES)

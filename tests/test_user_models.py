@@ -15,10 +15,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import hetero
-from hetero_cli import main
 from hetero.materialize import materialize
 from hetero.models.factory import create_model, uniform, widen
 from hetero.shrink import shrink_to_target
+from hetero_cli import main
 
 # A user's network: a concatenation, a grouped conv, a flatten straight into the classifier
 # (each channel spans 4 features), and biases.
