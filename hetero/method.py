@@ -147,7 +147,8 @@ def derive(spec: TrialSpec, data, *, device: torch.device | str = "cpu") -> Deri
     wide = widen(base, spec.width_mult, divisor=spec.divisor)
     torch.manual_seed(spec.seed)
     wide_model = create_model(config=wide).to(device)
-    batches = data.train_batches(spec.protocol.batch_size, augment=spec.protocol.augment,
+    score_batch = max(1, round(spec.protocol.batch_size * spec.score_batch_fraction))
+    batches = data.train_batches(score_batch, augment=spec.protocol.augment,
                                  flip=spec.protocol.flip,
                                  seed=spec.seed, device=device)
     scored = score_network(spec.criterion, wide_model, wide, batches,

@@ -65,6 +65,10 @@ class TrialSpec:
                                   lo_open=True, sweep="axis", plural="linear_ratios", lwdna_only=True)
     score_batches: int = setting(2, "scoring mini-batches (the reference: 2)", lo=1,
                                  integer=True, sweep="fixed", lwdna_only=True)
+    score_batch_fraction: float = setting(1.0, "scoring mini-batch size as a fraction of the "
+                                          "training batch (the reference: 1/4 for ImageNet "
+                                          "ResNet and RegNet, 1/2 otherwise)", lo=0, hi=1,
+                                          lo_open=True, sweep="fixed", lwdna_only=True)
     divisor: int = setting(1, "round derived widths to a multiple of this", lo=1, integer=True,
                            sweep="fixed")
     init: str = setting("fresh", "the derived network's starting weights: fresh (the paper's "
