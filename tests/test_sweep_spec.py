@@ -187,3 +187,19 @@ def test_importing_sweeps_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ}, timeout=60).stdout.strip()
     assert out == "[]"
+
+
+def test_the_space_section_is_derived_from_trial_spec():
+    """Every searched or per-sweep TrialSpec setting is a space key (searched ones under their
+    plural), each accepted value reaches the trials, and nothing else is a space key."""
+    from hetero.trial import axes, settings
+    from sweeps.runner import TrialSpec  # noqa: F401  (the runner builds trials from it)
+    from sweeps.spec import SPACE_SCHEMA, SpaceSpec
+
+    expected = {s.plural if s.sweep == "axis" else name
+                for name, s in settings().items() if s.sweep}
+    assert set(SPACE_SCHEMA) == expected == {f for f in SpaceSpec.__dataclass_fields__}
+    spec = spec_with(space={"score_batch_fraction": 0.25, "remain_ratios": [0.3]})
+    assert spec.space.fixed_settings()["score_batch_fraction"] == 0.25
+    assert set(spec.space.DIMENSIONS) == set(axes())
+    assert "space.score_batch_fraction" in error_of(space={"score_batch_fraction": 2})
