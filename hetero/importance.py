@@ -64,6 +64,7 @@ class Scored:
     scores: Scores
     network: nn.Module
     generated: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: dict[str, float] = field(default_factory=dict)  # settings the criterion chose
 
 
 @dataclass
@@ -309,12 +310,14 @@ def _gate_hook(parts: list[torch.Tensor]):
 
 # ---------------------------------------------------------------------------- dhp
 @register_criterion("dhp")
-def _dhp_scores(ctx: _Context, embedding_dim: int = 8, dhp_score: str = "grad") -> Scored:
+def _dhp_scores(ctx: _Context, embedding_dim: int | None = None, dhp_score: str = "grad"
+                ) -> Scored:
     if dhp_score not in DHP_SCORES:
         raise ValueError(f"dhp_score must be one of {DHP_SCORES}, got {dhp_score!r}")
     net = _training_copy(ctx.model)
-    _check_hypernet_size(net, ctx.config.layers, embedding_dim)
-    hyper = _HyperNetwork(net, ctx, embedding_dim)
+    m = embedding_dim or _default_embedding_dim(net, ctx.config.layers)
+    _check_hypernet_size(net, ctx.config.layers, m)
+    hyper = _HyperNetwork(net, ctx, m)
     weight_names = {f"{name}.weight" for name in ctx.config.layers}
     others = [p for n, p in net.named_parameters() if n not in weight_names]
     optimizer = _SGD([*hyper.parameters(), *others], ctx.settings)
@@ -331,7 +334,7 @@ def _dhp_scores(ctx: _Context, embedding_dim: int = 8, dhp_score: str = "grad") 
                            else z.detach().abs() if dhp_score == "latent"
                            else torch.zeros_like(z))
               for u, z in hyper.latents.items() if not ctx.graph.units[u].fixed}
-    return Scored(scores, net, generated)
+    return Scored(scores, net, generated, {"embedding_dim": m})
 
 
 class _HyperNetwork:
@@ -369,17 +372,30 @@ class _HyperNetwork:
         return out
 
 
+# Without an explicit embedding size m, dhp uses the reference's default 8, or its ImageNet
+# setting 2 where m = 8 would need more than this many hypernetwork parameters (a 2x RegNet or
+# ResNet-50); the size used is reported with the result.
+HYPERNET_BUDGET = 50_000_000
 # A hypernetwork beyond this many parameters does not fit a typical machine (4 bytes each, plus
 # its gradient and momentum): refuse with the fix instead of running out of memory.
 HYPERNET_LIMIT = 400_000_000
 
 
-def _check_hypernet_size(net: nn.Module, layers: Iterable[str], m: int) -> None:
+def _hypernet_size(net: nn.Module, layers: Iterable[str], m: int) -> int:
     size = 0
     for name in layers:
         shape = net.get_submodule(name).weight.shape
         k2 = math.prod(shape[2:])
         size += shape[0] * shape[1] * (1 + 2 * m + k2 + m * k2)
+    return size
+
+
+def _default_embedding_dim(net: nn.Module, layers: Iterable[str]) -> int:
+    return 8 if _hypernet_size(net, layers, 8) <= HYPERNET_BUDGET else 2
+
+
+def _check_hypernet_size(net: nn.Module, layers: Iterable[str], m: int) -> None:
+    size = _hypernet_size(net, layers, m)
     if size > HYPERNET_LIMIT:
         raise ValueError(f"the dhp hypernetwork would have {size / 1e6:.0f} M parameters at "
                          f"embedding_dim {m}: use embedding_dim 2 (the paper's ImageNet setting), "

@@ -48,6 +48,7 @@ class TrialResult:
     images_per_second: float
     epochs: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    search_info: dict[str, float] = field(default_factory=dict)  # what scoring chose (dhp: m)
 
     @property
     def flops_ratio(self) -> float:
@@ -64,7 +65,8 @@ class TrialResult:
                  "images_per_second")
         out = {n: float(getattr(self, n)) for n in names}
         out.update(flops_ratio=self.flops_ratio, params_ratio=self.params_ratio,
-                   epochs_completed=float(self.epochs))
+                   epochs_completed=float(self.epochs),
+                   **{f"search_{k}": float(v) for k, v in self.search_info.items()})
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,6 +95,7 @@ class Derivation:
     wide_model: torch.nn.Module | None = None  # the scored wide network
     target_metric: str = "flops"
     generated: dict[str, torch.Tensor] | None = None  # dhp: full-width generated weights
+    search_info: dict[str, float] = field(default_factory=dict)  # e.g. dhp's embedding size
 
     def summary(self) -> dict[str, Any]:
         """A JSON-able description (what ``hetero shrink --json`` prints)."""
@@ -105,7 +108,7 @@ class Derivation:
             "target_metric": self.target_metric,
             "target_flops": self.target_value if self.target_metric == "flops" else None,
             "target_params": self.target_value if self.target_metric == "params" else None,
-            "search_seconds": self.search_seconds,
+            "search_seconds": self.search_seconds, **self.search_info,
             "channels": dict(self.config.widths),
             "width_ratios": self.config.ratios_to(self.base_config),
             "config": self.config.to_dict(),
@@ -166,7 +169,7 @@ def derive(spec: TrialSpec, data, *, device: torch.device | str = "cpu") -> Deri
     seconds = time.perf_counter() - start
     # The scored network (the trained copy for bn and dhp) is what `inherit` slices from.
     return Derivation(base, wide, shrunk.config, shrunk.kept, shrunk.target_value, seconds,
-                      scored.network, spec.target_metric, scored.generated)
+                      scored.network, spec.target_metric, scored.generated, scored.info)
 
 
 def _latency_model(wide: ChannelConfig, base: ChannelConfig, device):
@@ -233,7 +236,8 @@ def run_trial(spec: TrialSpec, *, on_epoch: EpochCallback | None = None,
         config = ChannelConfig.from_dict(checkpoint["config"])
         base = ChannelConfig.from_dict(checkpoint["base_config"])
         search_seconds = float(checkpoint["search_seconds"])
-        derivation = Derivation(base, config, config, None, None, search_seconds)
+        derivation = Derivation(base, config, config, None, None, search_seconds,
+                                search_info=dict(checkpoint.get("search_info", {})))
     else:
         derivation = derive(spec, data, device=device)
     config, base = derivation.config, derivation.base_config
@@ -245,7 +249,8 @@ def run_trial(spec: TrialSpec, *, on_epoch: EpochCallback | None = None,
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint["trainer"])
     extra = {"config": config.to_dict(), "base_config": base.to_dict(),
-             "search_seconds": derivation.search_seconds, "spec": spec.to_dict()}
+             "search_seconds": derivation.search_seconds,
+             "search_info": derivation.search_info, "spec": spec.to_dict()}
     # The cost is fixed before training; every epoch report carries it (multi-objective search
     # and schedulers need it at each report), so callers never recount it.
     cost = costs(config, base)
@@ -262,5 +267,5 @@ def run_trial(spec: TrialSpec, *, on_epoch: EpochCallback | None = None,
         config=config, base_config=base, width_ratios=config.ratios_to(base),
         search_seconds=derivation.search_seconds, train_seconds=summary.train_seconds,
         images_per_second=summary.images_per_second, epochs=summary.epochs,
-        history=summary.history,
+        history=summary.history, search_info=derivation.search_info,
     )

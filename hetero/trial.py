@@ -78,8 +78,11 @@ class TrialSpec:
     dhp_score: str = setting("grad", "dhp: rank by |dL/dz| (grad, the paper's text) or |z| "
                              "(latent, the released ResNet-50 code)", choices=DHP_SCORES,
                              sweep="fixed", lwdna_only=True)
-    embedding_dim: int = setting(8, "dhp hypernetwork embedding size m (reference 8; its "
-                                 "ImageNet runs use 2)", lo=1, integer=True, sweep="fixed", lwdna_only=True)
+    embedding_dim: int | None = setting(None, "dhp hypernetwork embedding size m; default 8 (the "
+                                        "reference's), or 2 (its ImageNet setting) where 8 "
+                                        "would need over 50 M hypernetwork parameters; the "
+                                        "size used is reported", lo=1, integer=True,
+                                        sweep="fixed", lwdna_only=True)
     seed: int = setting(0, "seed of the scoring batches, init and data order", lo=0,
                         integer=True, sweep="axis", plural="seeds")
     data_fraction: float = setting(1.0, "fraction of the training split to use", lo=0,
