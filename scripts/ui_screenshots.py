@@ -126,7 +126,7 @@ def main() -> None:
     profile = tempfile.mkdtemp(prefix="hetero-chromium-")
     browser = subprocess.Popen(
         [shutil.which("chromium") or "chromium", "--headless", "--no-sandbox", "--disable-gpu",
-         "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1600,900",
+         "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1800,1000",
          f"--remote-debugging-port={args.port}", f"--user-data-dir={profile}", "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
