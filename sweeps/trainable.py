@@ -95,7 +95,8 @@ def trial_name(model_label: str, varying: tuple[str, ...], trial) -> str:
 
 def trial_dirname(model_label: str, varying: tuple[str, ...], trial) -> str:
     """Tune's ``trial_dirname_creator``: the trial id (unique) plus the run name, no spaces."""
-    return f"{trial.trial_id}_{trial_name(model_label, varying, trial).replace(' ', '_')}"
+    name = trial_name(model_label, varying, trial).replace(" · ", " ")  # ASCII folder names
+    return f"{trial.trial_id}_{name.replace(' ', '_')}"
 
 
 def _width(mult: float) -> str:
