@@ -54,7 +54,17 @@ def _latency_section(sweep: Sweep, front: Front) -> list[str]:
             "Median ± IQR per forward call after a warm-up (torch.utils.benchmark), batch 1; "
             "the batch column uses the throughput batch. Uniform same FLOPs: the baselines' "
             "batch-1 latency interpolated linearly in FLOPs (– outside their range). vs uniform "
-            "above 1×: this LW-DNA is slower than a uniform network of equal FLOPs."]
+            "above 1×: this LW-DNA is slower than a uniform network of equal FLOPs.",
+            *_noise_note(table)]
+
+
+def _noise_note(table: pd.DataFrame) -> list[str]:
+    noisy = int((table[keys.METRIC_LATENCY_IQR_MS] > 0.5 * table[keys.METRIC_LATENCY_MS]).sum())
+    if not noisy:
+        return []
+    return [f"**Noisy:** on {noisy} of {len(table)} rows the IQR exceeds half the median: the "
+            "device was busy while trials measured (concurrent trials or other work); re-run on "
+            "an idle device (resources.max_concurrent: 1) before trusting these ratios."]
 
 
 def markdown_table(rows: pd.DataFrame) -> str:

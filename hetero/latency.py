@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,6 +19,8 @@ __all__ = ["Latency", "measure_latency", "THROUGHPUT_BATCH"]
 
 THROUGHPUT_BATCH = 64      # a batch large enough to fill a CPU's cores with these networks
 WARMUP_CALLS = 3           # first calls pay for allocation and kernel selection (cudnn.benchmark)
+SAMPLES = 9                # timed blocks per batch size: enough for quartiles
+BLOCK_SECONDS = 0.02       # each block repeats the call to last about this long
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,13 @@ class Latency:
 def measure_latency(model: nn.Module, input_shape: Sequence[int], *,
                     device: torch.device | str = "cpu",
                     batch_sizes: Sequence[int] = (1, THROUGHPUT_BATCH),
-                    min_run_time: float = 0.2, threads: int | None = None
-                    ) -> dict[int, Latency]:
+                    samples: int = SAMPLES, block_seconds: float = BLOCK_SECONDS,
+                    threads: int | None = None) -> dict[int, Latency]:
     """Per batch size: median and IQR of ``model(x)`` (eval mode, no grad) on ``device``.
 
     ``input_shape`` is (channels, height, width). The model is moved to ``device`` and left
-    there in eval mode. ``min_run_time`` is the measuring time per batch size, in seconds.
+    there in eval mode. Each of ``samples`` blocks times enough calls to last about
+    ``block_seconds``; median and IQR are over the blocks' per-call times.
     """
     from torch.utils import benchmark
 
@@ -65,7 +69,15 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], *,
         timer = benchmark.Timer(stmt="model(x)", setup="torch.set_grad_enabled(False)",
                                 globals={"model": model, "x": x, "torch": torch},
                                 num_threads=threads)
-        measurement = timer.blocked_autorange(min_run_time=min_run_time)
-        out[batch] = Latency(batch, float(measurement.median), float(measurement.iqr),
-                             str(device))
+        times = _block_times(timer, samples, block_seconds)
+        q1, median, q3 = np.percentile(times, [25, 50, 75])
+        out[batch] = Latency(batch, float(median), float(q3 - q1), str(device))
     return out
+
+
+def _block_times(timer, samples: int, block_seconds: float) -> list[float]:
+    # A fixed number of blocks, unlike blocked_autorange: on a busy machine one slow block
+    # would otherwise fill the whole budget and leave a single sample (IQR 0).
+    once = timer.timeit(1).median
+    number = max(1, int(block_seconds / max(once, 1e-9)))
+    return [timer.timeit(number).median for _ in range(samples)]

@@ -9,6 +9,7 @@ sweep's child run logs, so ``mlflow.pytorch.load_model`` reads either.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -24,6 +25,9 @@ EXTRA_DIR = "extra_files"     # where MLflow puts extra_files inside the model f
 TRIAL_FILE, PROTOCOL_FILE = "trial.json", "protocol.json"
 # MLflow draws a progress bar per file it copies; saving or loading one model needs none.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# Pickle is chosen on purpose (see _flavor_args); MLflow warns about it on every save, which in a
+# sweep is one identical warning per trial.
+logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
 
 
 def rebuild_network(config: dict[str, Any], trainer_state: dict[str, Any]):

@@ -94,7 +94,8 @@ def trial_name(model_label: str, varying: tuple[str, ...], trial) -> str:
 
 def trial_dirname(model_label: str, varying: tuple[str, ...], trial) -> str:
     """Tune's ``trial_dirname_creator``: the trial id (unique) plus the run name, no spaces."""
-    return f"{trial.trial_id}_{trial_name(model_label, varying, trial).replace(' ', '_')}"
+    name = trial_name(model_label, varying, trial).replace(" · ", " ")  # ASCII folder names
+    return f"{trial.trial_id}_{name.replace(' ', '_')}"
 
 
 def _width(mult: float) -> str:
@@ -283,6 +284,19 @@ def _log_model(context: TrialContext, run: TrialRun, spec, result, model) -> Non
                       config=result.config, trial={"kind": spec.kind, **spec.to_dict()},
                       step=result.epochs, metadata=info)
     run.client.set_tag(run.run_id, keys.TAG_MODEL_URI, uri)
+    run.client.set_tag(run.run_id, keys.TAG_NOTE, _description(spec, result, run.run_id))
+
+
+def _description(spec, result, run_id: str) -> str:
+    """The child run's description in the UI: what the network is and how to use it."""
+    what = (f"Uniform {spec.model} at width {spec.width_mult:g}" if spec.baseline else
+            f"LW-DNA of {spec.model}: widened {spec.width_mult:g}x, scored with "
+            f"{spec.criterion}, shrunk to {spec.target:g} of the width-1.0 baseline's "
+            f"{spec.target_metric}")
+    return (f"{what}; test accuracy {result.accuracy:.4f}, {result.flops:,} FLOPs "
+            f"({result.flops_ratio:.3f} of the baseline), trained {result.epochs} epochs on "
+            f"{spec.dataset}.\n\n`mlflow.pytorch.load_model(\"runs:/{run_id}/model\")` · "
+            f"`hetero export {run_id} --format onnx --out net.onnx`")
 
 
 def _open_run(context: TrialContext, hp: dict[str, Any], spec) -> TrialRun:

@@ -54,3 +54,27 @@ def test_run_names_lead_with_what_differs():
     assert run_name("resnet56", (), hp) == "resnet56 w2.0 t0.50 dhp s0"
     base = {"kind": keys.KIND_BASELINE, "width_mult": 0.75, "seed": 1, "data_fraction": 1.0}
     assert run_name("resnet56", ("seed",), base) == "uniform w0.75 s1 · resnet56"
+
+
+def test_optuna_study_lives_in_the_sweep_folder_and_survives_a_restore(tmp_path):
+    """What --resume relies on: Tune pickles the searcher; the restored one reopens the study."""
+    import optuna
+    from ray import tune
+
+    from sweeps.runner import _optuna, study_storage
+
+    spec = spec_from_dict(BASE)
+    url = study_storage(str(tmp_path), "r")
+    assert url == f"sqlite:///{tmp_path / 'r' / 'r.optuna.db'}"
+    first = _optuna(spec, "r", str(tmp_path))
+    first.set_search_properties(None, None, {"width_mult": tune.uniform(1.5, 2.0)})
+    first.suggest("a")
+    first.on_trial_complete("a", {keys.METRIC_ACCURACY: 0.9, keys.METRIC_FLOPS: 1e6})
+    first.save(str(tmp_path / "searcher.pkl"))
+    again = _optuna(spec, "r", str(tmp_path))
+    again.restore(str(tmp_path / "searcher.pkl"))
+    again.suggest("b")
+    again.on_trial_complete("b", {keys.METRIC_ACCURACY: 0.8, keys.METRIC_FLOPS: 5e5})
+    study = optuna.load_study(study_name="r", storage=url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert len(study.best_trials) == 2   # two objectives: neither point dominates the other

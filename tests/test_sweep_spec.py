@@ -127,7 +127,10 @@ def test_shipped_sweep_files_load_and_their_smoke_versions_are_valid(path):
     spec = load_spec(path)
     small = smoke_test(spec)
     points = small.fixed_points()
-    assert sum(p["kind"] == "lwdna" for p in points) == 2
+    # optuna proposes its lwdna points while it runs: the smoke version asks it for two
+    lwdna = (small.search.num_samples if small.search.type == "optuna"
+             else sum(p["kind"] == "lwdna" for p in points))
+    assert lwdna == 2
     assert sum(p["kind"] == "baseline" for p in points) == 1
     assert small.dataset.name == "digits" and small.protocol.epochs == 1
     assert small.resources.gpus == 0 and small.scheduler.type == "fifo"
@@ -138,7 +141,7 @@ def test_shipped_sweep_files_load_and_their_smoke_versions_are_valid(path):
 
 def test_paper_sweep_files_use_the_paper_settings():
     for path in CONFIGS:
-        if path.stem == "quickstart":
+        if path.stem.startswith("quickstart"):
             continue
         spec = load_spec(path)
         assert spec.space.width_mults == (2.0,)
