@@ -31,8 +31,8 @@ from hetero.latency import measure_latency
 __all__ = ["LatencyModel", "build_latency_model", "measure_network", "device_name"]
 
 SCALES = (0.25, 0.5, 1.0)       # widths each layer is timed at (fractions of the widened width)
-LAYER_TIME = 0.05               # seconds of timing per layer shape
-NETWORK_TIME = 0.5              # seconds of timing per whole network
+LAYER_BLOCKS = (5, 0.01)        # (timed blocks, seconds each) per layer shape
+NETWORK_BLOCKS = (15, 0.04)     # ... per whole network: its median is the calibration point
 
 
 @dataclass
@@ -59,8 +59,9 @@ def device_name(device: torch.device) -> str:
 def measure_network(model: nn.Module, config: ChannelConfig, device: torch.device) -> float:
     """Median batch-1 latency of a whole network, in seconds."""
     shape = (config.in_channels, config.input_size, config.input_size)
-    timing = measure_latency(model, shape, device=device, batch_sizes=(1,),
-                             min_run_time=NETWORK_TIME)
+    samples, seconds = NETWORK_BLOCKS
+    timing = measure_latency(model, shape, device=device, batch_sizes=(1,), samples=samples,
+                             block_seconds=seconds)
     return timing[1].median_s
 
 
@@ -158,8 +159,9 @@ class _Table:
     def time(self, module: nn.Module, shape: tuple) -> float:
         key = f"{module!r}|{shape}"
         if key not in self.entries:
+            samples, seconds = LAYER_BLOCKS
             timing = measure_latency(module, shape, device=self.device, batch_sizes=(1,),
-                                     min_run_time=LAYER_TIME)
+                                     samples=samples, block_seconds=seconds)
             self.entries[key] = timing[1].median_s
             self.changed = True
         return self.entries[key]
