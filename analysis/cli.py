@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "sqlite:///mlflow.db in the current folder)")
     parser.add_argument("--out", metavar="DIR", required=True,
                         help="folder for pareto.png/.svg, widths.png, curves.png, front.csv, "
-                             "trials.csv, summary.md")
+                             "trials.csv, paired.csv, arms.csv, summary.md (and datasize.png "
+                             "when the sweep has several data fractions)")
     parser.add_argument("--log-x", action="store_true", help="log-scale FLOPs axis")
     parser.add_argument("--no-log-to-mlflow", dest="log_to_mlflow", action="store_false",
                         help="do not copy the report onto the sweep's parent run")
@@ -41,6 +42,7 @@ def command(args: argparse.Namespace) -> int:
           f"written to {args.out}: {', '.join(report.paths)}")
     if report.logged_to_run:
         print(f"logged on MLflow run {report.logged_to_run} under {keys.ARTIFACT_REPORT_DIR}/")
+    print(report.comparison.paired_verdict)
     print(report.comparison.verdict)
     return 0
 

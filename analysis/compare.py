@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.pareto import HYPERPARAMETERS, aggregate_seeds
-from analysis.stats import LEVEL, estimate
+from analysis.stats import LEVEL, ci_half_width, estimate
 from analysis.units import format_count, format_percent
 from sweeps import keys
 
@@ -58,8 +58,9 @@ def uniform_curve(trials: pd.DataFrame, *, cost: str = keys.METRIC_FLOPS) -> pd.
     return curve
 
 
-# Relative slack at the ends of the uniform curve's cost range (the shrink tolerance).
-EDGE_TOLERANCE = 0.005
+# Relative slack at the ends of the uniform curve's cost range: the shrink tolerance (0.5 %) and
+# a little for rounding, so that a target-1.0 LW-DNA 0.5 % below the baseline is still compared.
+EDGE_TOLERANCE = 0.0051
 
 
 def accuracy_at(curve: pd.DataFrame, value: float, *, cost: str = keys.METRIC_FLOPS
@@ -229,6 +230,35 @@ def verdict(curve: pd.DataFrame, points: pd.DataFrame, *, cost: str = keys.METRI
         line += f"; {_label(cost)} saved at equal accuracy: {saved.mean():+.1f}% on average"
     outside = len(points) - len(gains)
     return line + (f" ({outside} outside the range not compared)." if outside else ".")
+
+
+# ---- per arm -------------------------------------------------------------------------------------
+
+TRAIN_ACC, GAP = keys.METRIC_TRAIN_ACCURACY, "train_test_gap"
+
+
+def arm_statistics(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting (kind, width, target, data fraction, ...): over its seeds, the mean and
+    95 % CI half width (``<col>_ci``) of test accuracy, train accuracy and their gap (train minus
+    test, the overfitting the paper ties LW-DNA's gain to), mean FLOPs and params, ``n_seeds``."""
+    rows = trials[~trials["stopped_early"].astype(bool)] if "stopped_early" in trials else trials
+    rows = rows.dropna(subset=[ACC]).copy()
+    if TRAIN_ACC not in rows:
+        rows[TRAIN_ACC] = np.nan
+    rows[GAP] = rows[TRAIN_ACC] - rows[ACC]
+    if rows.empty:
+        return rows
+    measured = (ACC, TRAIN_ACC, GAP)
+    for column in measured:  # its mean times n_seeds counts the seeds that have the value
+        rows[f"_has_{column}"] = rows[column].notna().astype(float)
+    arms = aggregate_seeds(rows)
+    for column in measured:
+        counts = (arms[f"_has_{column}"] * arms["n_seeds"]).round().astype(int)
+        arms[f"{column}_ci"] = [ci_half_width(s, n) for s, n in
+                                zip(arms[f"{column}_std"], counts, strict=True)]
+    arms = arms.drop(columns=[c for c in arms if c.startswith("_has_")])
+    return arms.sort_values(["kind", *[c for c in CONTEXT if c in arms], keys.METRIC_FLOPS],
+                            ignore_index=True)
 
 
 # ---- helpers ------------------------------------------------------------------------------------

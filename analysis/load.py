@@ -35,7 +35,9 @@ NUMERIC_PARAMS = (keys.PARAM_WIDTH_MULT, keys.PARAM_TARGET, keys.PARAM_DATA_FRAC
                   keys.PARAM_REMAIN_RATIO, keys.PARAM_LINEAR_RATIO, keys.PARAM_EPOCHS)
 TEXT_PARAMS = (keys.PARAM_MODEL, keys.PARAM_VARIANT, keys.PARAM_DATASET, keys.PARAM_CRITERION,
                keys.PARAM_TARGET_METRIC)
-FINAL_METRICS = (keys.METRIC_ACCURACY, keys.METRIC_FLOPS, keys.METRIC_PARAMS,
+# train_accuracy: MLflow's latest value of the per-epoch metric, i.e. the last epoch's running
+# accuracy over its (augmented, train-mode) mini-batches
+FINAL_METRICS = (keys.METRIC_ACCURACY, keys.METRIC_TRAIN_ACCURACY, keys.METRIC_FLOPS, keys.METRIC_PARAMS,
                  keys.METRIC_FLOPS_PAPER, keys.METRIC_PARAMS_PAPER, keys.METRIC_BASELINE_FLOPS,
                  keys.METRIC_BASELINE_PARAMS, keys.METRIC_FLOPS_RATIO, keys.METRIC_PARAMS_RATIO,
                  keys.METRIC_SEARCH_SECONDS, keys.METRIC_TRAIN_SECONDS,

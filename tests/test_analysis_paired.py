@@ -142,3 +142,40 @@ def test_a_single_baseline_compares_a_point_within_the_shrink_tolerance():
                                                      strict=True)]
     gains = paired_gains(trials)["paired_gain_points"]
     assert gains.tolist() == pytest.approx([1.0, 2.0])
+
+
+def test_arm_statistics_give_train_test_gap_with_intervals():
+    trials = sweep({0: 1.0, 1: 1.2, 2: 1.4})
+    gap = {0.5: 0.05, 0.75: 0.06, 1.0: 0.07, 2.0: 0.02}   # by width; 2.0 is the LW-DNA
+    trials["train_accuracy"] = trials["accuracy"] + trials["width_mult"].map(gap)
+    from analysis.compare import arm_statistics
+
+    arms = arm_statistics(trials).set_index(["kind", "width_mult"])
+    lwdna = arms.loc[("lwdna", 2.0)]
+    assert lwdna["n_seeds"] == 3
+    assert lwdna["train_test_gap"] == pytest.approx(0.02) and lwdna["train_test_gap_ci"] == \
+        pytest.approx(0.0, abs=1e-12)
+    wide = arms.loc[("baseline", 1.0)]
+    assert wide["train_test_gap"] == pytest.approx(0.07)
+    seeds = [uniform(s, 40 * M) for s in (0, 1, 2)]
+    assert wide["accuracy_ci"] == pytest.approx(ci_half_width(np.std(seeds, ddof=1), 3))
+
+
+def test_data_size_figure_draws_gain_and_gap_with_their_intervals():
+    from analysis.compare import arm_statistics
+    from analysis.plots import plot_data_size
+
+    trials = pd.concat([sweep({0: g, 1: g + 0.4, 2: g + 0.8}, fraction=f)
+                        for f, g in ((0.1, 2.0), (0.3, 1.0), (1.0, 0.0))], ignore_index=True)
+    trials["train_accuracy"] = trials["accuracy"] + 0.1
+    result = compare_to_uniform(trials)
+    fig = plot_data_size(result.paired_summary, arm_statistics(trials))
+    gain_ax, gap_ax = fig.axes
+    (gain,) = gain_ax.containers
+    line, _caps, (bars,) = gain
+    assert list(line.get_xdata()) == [0.1, 0.3, 1.0]
+    assert list(line.get_ydata()) == pytest.approx([2.4, 1.4, 0.4])
+    half = 4.3027 * 0.4 / math.sqrt(3)
+    spans = [seg[1, 1] - seg[0, 1] for seg in bars.get_segments()]
+    assert spans == pytest.approx([2 * half] * 3, abs=1e-3)
+    assert len(gap_ax.containers) == 4   # three uniform widths and the LW-DNA
