@@ -300,7 +300,7 @@ def _plans(spec: SweepSpec, sweep: str) -> list[_Plan]:
         plans.append(_Plan(sweep, {"hp": {"kind": keys.KIND_LWDNA, **space}}, _optuna(spec),
                            spec.search.num_samples, _scheduler(spec)))
     else:
-        points = spec.sampled_lwdna_points() + ([] if separate else spec.baseline_points())
+        points = spec.sampled_lwdna_points() if separate else spec.fixed_points()
         plans.append(_Plan(sweep, {"hp": tune.grid_search(points)}, scheduler=_scheduler(spec)))
     return plans
 
