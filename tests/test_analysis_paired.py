@@ -179,3 +179,14 @@ def test_data_size_figure_draws_gain_and_gap_with_their_intervals():
     spans = [seg[1, 1] - seg[0, 1] for seg in bars.get_segments()]
     assert spans == pytest.approx([2 * half] * 3, abs=1e-3)
     assert len(gap_ax.containers) == 4   # three uniform widths and the LW-DNA
+
+
+def test_pareto_error_bars_are_95_percent_intervals_over_seeds():
+    from analysis.plots import plot_accuracy_vs_cost
+
+    fig = plot_accuracy_vs_cost(sweep({0: 1.0, 1: 1.2, 2: 1.4}), aggregate=True)
+    baseline = next(c for c in fig.axes[0].containers if c.has_yerr and c.lines[0] is not None)
+    _line, _caps, (bars,) = baseline
+    spans = [seg[1, 1] - seg[0, 1] for seg in bars.get_segments()]
+    seeds_std = np.std(list(SEED_OFFSET.values()), ddof=1)   # the seeds shift every width alike
+    assert spans == pytest.approx([2 * 100 * ci_half_width(seeds_std, 3)] * 3)
