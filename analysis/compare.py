@@ -154,7 +154,7 @@ def paired_summary(paired: pd.DataFrame, *, cost: str = keys.METRIC_FLOPS) -> pd
     """One row per LW-DNA setting: mean paired gain over seeds, its std and 95 % interval,
     the number of paired seeds, and the outcome (better / worse / not distinguishable)."""
     columns = ["n_seeds", "gain_mean", "gain_std", "gain_ci_low", "gain_ci_high", "outcome",
-               "seeds", cost]
+               "seeds", cost, "note"]
     by = [c for c in HYPERPARAMETERS if c in paired.columns]
     if paired.empty:
         return pd.DataFrame(columns=[*by, *columns])
@@ -166,7 +166,8 @@ def paired_summary(paired: pd.DataFrame, *, cost: str = keys.METRIC_FLOPS) -> pd
                      "gain_std": est.std, "gain_ci_low": est.low, "gain_ci_high": est.high,
                      "outcome": _outcome(est),
                      "seeds": ",".join(str(s) for s in pairs.get(keys.PARAM_SEED, [])),
-                     cost: float(group[cost].mean())})
+                     cost: float(group[cost].mean()),
+                     "note": "; ".join(sorted(set(group["paired_reason"]) - {""}))})
     return pd.DataFrame(rows, columns=[*by, *columns])
 
 
@@ -200,13 +201,22 @@ def paired_verdict(summary: pd.DataFrame) -> str:
     return head + ". " + "; ".join(_setting_line(r) for _, r in compared.iterrows()) + "."
 
 
+def model_label(row: pd.Series) -> str:
+    """"resnet_cifar 20", "resnet56" (no variant logged), or "" when the model is unknown."""
+    model, variant = row.get(keys.PARAM_MODEL), row.get(keys.PARAM_VARIANT)
+    if not isinstance(model, str):
+        return ""
+    if isinstance(variant, str) and variant not in ("", "None") and not model.endswith(variant):
+        return f"{model} {variant}"
+    return model
+
+
 def _setting_line(row: pd.Series) -> str:
     parts = [f"{name} {row[col]:g}" for col, name in
              ((keys.PARAM_DATA_FRACTION, "data"), (keys.PARAM_WIDTH_MULT, "width"),
               (keys.PARAM_TARGET, "target")) if col in row and pd.notna(row[col])]
-    model = f"{row[keys.PARAM_MODEL]}{row.get(keys.PARAM_VARIANT) or ''}, " if (
-        keys.PARAM_MODEL in row and isinstance(row[keys.PARAM_MODEL], str)) else ""
-    where = model + " ".join(parts)
+    model = model_label(row)
+    where = (f"{model}, " if model else "") + " ".join(parts)
     if row["n_seeds"] < 2:
         return f"{where}: {row['gain_mean']:+.2f} points (1 seed)"
     return (f"{where}: {row['gain_mean']:+.2f} points [{row['gain_ci_low']:+.2f}, "

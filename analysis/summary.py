@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from analysis.compare import GAP, TRAIN_ACC, Comparison, arm_statistics
+from analysis.compare import GAP, TRAIN_ACC, Comparison, arm_statistics, model_label
 from analysis.load import Sweep
 from analysis.pareto import Front
 from analysis.units import format_count, format_percent
@@ -116,7 +116,7 @@ def _paired_rows(comparison: Comparison) -> pd.DataFrame:
         "std": p["gain_std"].map(lambda v: _num(v, ".2f")),
         "95 % CI": [_interval(lo, hi) for lo, hi in zip(p["gain_ci_low"], p["gain_ci_high"],
                                                        strict=True)],
-        "seeds": p["n_seeds"], "outcome": p["outcome"]})
+        "seeds": p["n_seeds"], "outcome": p["outcome"], "note": p["note"]})
 
 
 def arm_rows(arms: pd.DataFrame) -> pd.DataFrame:
@@ -136,9 +136,7 @@ def arm_rows(arms: pd.DataFrame) -> pd.DataFrame:
 def _setting_columns(p: pd.DataFrame) -> dict[str, pd.Series]:
     columns = {}
     if keys.PARAM_MODEL in p:
-        columns["model"] = [f"{m}{v if isinstance(v, str) else ''}" for m, v in
-                            zip(p[keys.PARAM_MODEL], p.get(keys.PARAM_VARIANT, [None] * len(p)),
-                                strict=True)]
+        columns["model"] = [model_label(row) for _, row in p.iterrows()]
     if keys.PARAM_DATA_FRACTION in p and p[keys.PARAM_DATA_FRACTION].nunique() > 1:
         columns["data"] = p[keys.PARAM_DATA_FRACTION].map(_num)
     columns["width ×"] = p[keys.PARAM_WIDTH_MULT].map(_num)
