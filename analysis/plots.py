@@ -25,6 +25,7 @@ FRONT_COLOR = "tab:red"
 BASELINE_LABEL = "uniform width (baseline)"
 FRONT_LABEL = "Pareto front"
 STOPPED_LABEL = "stopped early (not on front)"
+DODGE = 0.012   # x offset between the arms of the data-size plot (fractions of the data)
 MARKERS = ("o", "^", "s", "D", "v", "P", "X", "*", "<", ">")
 COST_NAMES = {keys.METRIC_FLOPS: "FLOPs (MACs)", keys.METRIC_PARAMS: "Parameters",
               keys.METRIC_FLOPS_PAPER: "FLOPs (paper)",
@@ -126,22 +127,26 @@ def plot_data_size(paired_summary: pd.DataFrame, arms: pd.DataFrame, *,
         gain_ax.errorbar(rows[fraction], mean, yerr=err, marker="o", capsize=4,
                          color=f"C{index % 10}", label=label)
     gain_ax.axhline(0.0, color=BASELINE_COLOR, linestyle="--", linewidth=1.0)
-    gain_ax.set(xlabel="fraction of the training split", ylabel="LW-DNA − uniform [points]",
+    gain_ax.set(ylabel="LW-DNA − uniform [points]",
                 title="Gain at equal FLOPs (paired by seed)")
-    for index, (label, rows) in enumerate(_by_setting(arms)):
+    settings = _by_setting(arms)
+    for index, (label, rows) in enumerate(settings):
         rows = rows.sort_values(fraction)
-        gap_ax.errorbar(rows[fraction], 100 * rows[GAP].to_numpy(float),
+        dodge = DODGE * (index - (len(settings) - 1) / 2)   # overlapping bars stay visible
+        gap_ax.errorbar(rows[fraction] + dodge, 100 * rows[GAP].to_numpy(float),
                         yerr=100 * np.nan_to_num(rows[f"{GAP}_ci"].to_numpy(float)), marker="s",
                         capsize=4, color=BASELINE_COLOR if label.startswith("uniform")
                         else f"C{index % 10}", label=label)
-    gap_ax.set(xlabel="fraction of the training split", ylabel="train − test accuracy [points]",
+    gap_ax.set(ylabel="train − test accuracy [points]",
                title="Train-test gap per arm")
+    fractions = sorted(set(paired_summary.get(fraction, [])) | set(arms.get(fraction, [])))
     for ax in (gain_ax, gap_ax):
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        # a linear axis ticked at the fractions run (a log axis fails when nothing was compared)
+        ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
+        ax.set_xlabel("fraction of the training split")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
     fig.suptitle(title or "LW-DNA vs uniform width by training-set size "
                  "(mean over seeds, error bars: 95 % t-interval)")
     return fig
@@ -153,7 +158,7 @@ def _by_setting(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         return []
     kinds = rows["kind"] if "kind" in rows else pd.Series(keys.KIND_LWDNA, index=rows.index)
     targets = rows[keys.PARAM_TARGET] if keys.PARAM_TARGET in rows else [np.nan] * len(rows)
-    labels = [f"uniform ×{w:g}" if k == keys.KIND_BASELINE else f"LW-DNA ×{w:g} → {t:g} FLOPs"
+    labels = [f"uniform ×{w:g}" if k == keys.KIND_BASELINE else f"LW-DNA ×{w:g} → {t:g}× FLOPs"
               for k, w, t in zip(kinds, rows[keys.PARAM_WIDTH_MULT], targets, strict=True)]
     return list(rows.groupby(pd.Series(labels, index=rows.index), sort=True))
 
