@@ -14,9 +14,11 @@ _HOMES = {
     "load": ("Sweep", "load_sweep", "load_trials", "load_history", "list_sweeps"),
     "pareto": ("Front", "pareto_front", "aggregate_seeds", "hypervolume", "non_dominated_mask",
                "default_reference", "ACC_FLOPS", "ACC_PARAMS", "ACC_FLOPS_PARAMS"),
-    "compare": ("Comparison", "compare_to_uniform", "uniform_curve", "accuracy_at", "cost_at"),
+    "compare": ("Comparison", "compare_to_uniform", "uniform_curve", "accuracy_at", "cost_at",
+                "paired_gains", "paired_summary", "arm_statistics"),
+    "stats": ("Estimate", "estimate", "t_quantile", "ci_half_width"),
     "plots": ("plot_accuracy_vs_cost", "plot_width_profiles", "plot_training_curves",
-              "save_figure"),
+              "plot_data_size", "save_figure"),
     "report": ("Report", "write_report", "create_report"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}

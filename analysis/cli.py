@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "sqlite:///mlflow.db in the current folder)")
     parser.add_argument("--out", metavar="DIR", required=True,
                         help="folder for pareto.png/.svg, widths.png, curves.png, front.csv, "
-                             "trials.csv, summary.md")
+                             "trials.csv, paired.csv, arms.csv, summary.md (and datasize.png "
+                             "when the sweep has several data fractions)")
     parser.add_argument("--log-x", action="store_true", help="log-scale FLOPs axis")
     parser.add_argument("--register", metavar="NAME", default=None,
                         help="register the front's networks and the width-1.0 baseline as "
@@ -59,6 +60,7 @@ def command(args: argparse.Namespace) -> int:
           f"written to {args.out}: {', '.join(report.paths)}")
     if report.logged_to_run:
         print(f"logged on MLflow run {report.logged_to_run} under {keys.ARTIFACT_REPORT_DIR}/")
+    print(report.comparison.paired_verdict)
     print(report.comparison.verdict)
     if args.register:
         return _register(report, args.register)

@@ -38,7 +38,10 @@ _DEFAULTS = {**trial_defaults(), keys.PARAM_EPOCHS: 0}
 NUMERIC_PARAMS = tuple(n for n, v in _DEFAULTS.items() if n != keys.PARAM_SEED
                        and isinstance(v, int | float) and not isinstance(v, bool))
 TEXT_PARAMS = tuple(n for n, v in _DEFAULTS.items() if v is None or isinstance(v, str))
-FINAL_METRICS = (keys.METRIC_ACCURACY, keys.METRIC_FLOPS, keys.METRIC_PARAMS,
+# train_accuracy: MLflow's latest value of the per-epoch metric, i.e. the last epoch's running
+# accuracy over its (augmented, train-mode) mini-batches
+FINAL_METRICS = (keys.METRIC_ACCURACY, keys.METRIC_TRAIN_ACCURACY, keys.METRIC_FLOPS,
+                 keys.METRIC_PARAMS,
                  keys.METRIC_FLOPS_PAPER, keys.METRIC_PARAMS_PAPER, keys.METRIC_BASELINE_FLOPS,
                  keys.METRIC_BASELINE_PARAMS, keys.METRIC_FLOPS_RATIO, keys.METRIC_PARAMS_RATIO,
                  keys.METRIC_SEARCH_SECONDS, keys.METRIC_TRAIN_SECONDS,

@@ -13,8 +13,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from analysis.compare import uniform_curve
+from analysis.compare import GAP, uniform_curve
 from analysis.pareto import aggregate_seeds, pareto_front
+from analysis.stats import ci_half_width
 from analysis.units import count_scale
 from sweeps import keys
 
@@ -24,6 +25,7 @@ FRONT_COLOR = "tab:red"
 BASELINE_LABEL = "uniform width (baseline)"
 FRONT_LABEL = "Pareto front"
 STOPPED_LABEL = "stopped early (not on front)"
+DODGE = 0.012   # x offset between the arms of the data-size plot (fractions of the data)
 MARKERS = ("o", "^", "s", "D", "v", "P", "X", "*", "<", ">")
 COST_NAMES = {keys.METRIC_FLOPS: "FLOPs (MACs)", keys.METRIC_PARAMS: "Parameters",
               keys.METRIC_FLOPS_PAPER: "FLOPs (paper)",
@@ -49,6 +51,9 @@ def plot_accuracy_vs_cost(trials: pd.DataFrame, *, cost: str = keys.METRIC_FLOPS
         front = pareto_front(done, ((ACC, "max"), (cost, "min")), aggregate=aggregate).points
         _draw_front(ax, front, scale)
     _label_cost_axes(ax, cost, prefix, title, log_x)
+    if aggregate:
+        ax.text(0.99, 0.01, "mean over seeds; error bars: 95 % t-interval", ha="right",
+                va="bottom", transform=ax.transAxes, fontsize="x-small", color="0.35")
     ax.legend(handles=_legend_handles(ax, points), loc="upper left", bbox_to_anchor=(1.02, 1.0),
               borderaxespad=0.0, fontsize="small")
     return fig
@@ -107,6 +112,57 @@ def plot_training_curves(histories: Mapping[str, pd.DataFrame], *,
     return fig
 
 
+def plot_data_size(paired_summary: pd.DataFrame, arms: pd.DataFrame, *,
+                   title: str | None = None) -> Figure:
+    """Left: paired LW-DNA gain (points, mean and 95 % CI over seeds) vs training-data fraction,
+    one line per LW-DNA setting. Right: train minus test accuracy per arm vs fraction."""
+    fig = _new_figure((11, 4.5))
+    gain_ax, gap_ax = fig.subplots(1, 2)
+    fraction = keys.PARAM_DATA_FRACTION
+    for index, (label, rows) in enumerate(_by_setting(paired_summary)):
+        rows = rows.sort_values(fraction)
+        mean = rows["gain_mean"].to_numpy(float)
+        low, high = rows["gain_ci_low"].to_numpy(float), rows["gain_ci_high"].to_numpy(float)
+        err = np.nan_to_num(np.vstack([mean - low, high - mean]))
+        gain_ax.errorbar(rows[fraction], mean, yerr=err, marker="o", capsize=4,
+                         color=f"C{index % 10}", label=label)
+    gain_ax.axhline(0.0, color=BASELINE_COLOR, linestyle="--", linewidth=1.0)
+    gain_ax.set(ylabel="LW-DNA − uniform [points]",
+                title="Gain at equal FLOPs (paired by seed)")
+    settings = _by_setting(arms)
+    for index, (label, rows) in enumerate(settings):
+        rows = rows.sort_values(fraction)
+        dodge = DODGE * (index - (len(settings) - 1) / 2)   # overlapping bars stay visible
+        gap_ax.errorbar(rows[fraction] + dodge, 100 * rows[GAP].to_numpy(float),
+                        yerr=100 * np.nan_to_num(rows[f"{GAP}_ci"].to_numpy(float)), marker="s",
+                        capsize=4, color=BASELINE_COLOR if label.startswith("uniform")
+                        else f"C{index % 10}", label=label)
+    gap_ax.set(ylabel="train − test accuracy [points]",
+               title="Train-test gap per arm")
+    fractions = sorted(set(paired_summary.get(fraction, [])) | set(arms.get(fraction, [])))
+    for ax in (gain_ax, gap_ax):
+        # a linear axis ticked at the fractions run (a log axis fails when nothing was compared)
+        ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
+        ax.set_xlabel("fraction of the training split")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    fig.suptitle(title or "LW-DNA vs uniform width by training-set size "
+                 "(mean over seeds, error bars: 95 % t-interval)")
+    return fig
+
+
+def _by_setting(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(label, rows) per arm setting across data fractions."""
+    if rows.empty or keys.PARAM_DATA_FRACTION not in rows:
+        return []
+    kinds = rows["kind"] if "kind" in rows else pd.Series(keys.KIND_LWDNA, index=rows.index)
+    targets = rows[keys.PARAM_TARGET] if keys.PARAM_TARGET in rows else [np.nan] * len(rows)
+    labels = [f"uniform ×{w:g}" if k == keys.KIND_BASELINE else f"LW-DNA ×{w:g} → {t:g}× FLOPs"
+              for k, w, t in zip(kinds, rows[keys.PARAM_WIDTH_MULT], targets, strict=True)]
+    return list(rows.groupby(pd.Series(labels, index=rows.index), sort=True))
+
+
 def save_figure(fig: Figure, path: str | Path, formats: Sequence[str] = ("png", "svg")
                 ) -> list[Path]:
     """Write ``path`` with each suffix in ``formats`` (PNG at 150 dpi); returns the paths."""
@@ -139,8 +195,12 @@ class _Scale:
                 100 * rows[ACC].to_numpy(float))
 
     def yerr(self, rows: pd.DataFrame) -> np.ndarray | None:
+        """95 % t-interval half widths over seeds (0 where one seed gives no interval)."""
         std = f"{ACC}_std"
-        return 100 * rows[std].fillna(0).to_numpy(float) if std in rows else None
+        if std not in rows or "n_seeds" not in rows:
+            return None
+        half = [ci_half_width(s, int(n)) for s, n in zip(rows[std], rows["n_seeds"], strict=True)]
+        return 100 * np.nan_to_num(np.asarray(half, dtype=float))
 
 
 def _label_cost_axes(ax, cost: str, prefix: str, title: str | None, log_x: bool) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow import MlflowClient
 
-from analysis.compare import Comparison, compare_to_uniform
+from analysis.compare import Comparison, arm_statistics, compare_to_uniform
 from analysis.load import Sweep, load_history, load_sweep
 from analysis.pareto import (
     ACC_FLOPS,
@@ -21,6 +21,7 @@ from analysis.pareto import (
 )
 from analysis.plots import (
     plot_accuracy_vs_cost,
+    plot_data_size,
     plot_training_curves,
     plot_width_profiles,
     save_figure,
@@ -62,17 +63,29 @@ def create_report(*, experiment: str | None = None, parent_run_id: str | None = 
     aggregated = has_repeated_seeds(sweep.trials)
     front = pareto_front(sweep.trials, ACC_FLOPS, aggregate=aggregated)
     comparison = compare_to_uniform(sweep.trials, aggregate=True)
+    arms = arm_statistics(sweep.trials)
     paths = _write_figures(sweep, front, out, aggregated, log_x)
+    if _has_data_size_axis(comparison.paired_summary):
+        fig = plot_data_size(comparison.paired_summary, arms,
+                             title=f"Sweep {sweep.name}: LW-DNA vs uniform by training-set size")
+        paths["datasize.png"] = save_figure(fig, out / "datasize", ("png",))[0]
     paths["front.csv"] = _write_csv(front.points, out / "front.csv")
     paths["trials.csv"] = _write_csv(sweep.trials, out / "trials.csv")
+    paths["paired.csv"] = _write_csv(comparison.paired_summary, out / "paired.csv")
+    paths["arms.csv"] = _write_csv(arms, out / "arms.csv")
     reference = default_reference(_candidates(sweep.trials), ACC_FLOPS)
     text = summary_markdown(sweep, front, comparison, aggregated,
                             volume=hypervolume(front.points, ACC_FLOPS, reference),
-                            reference=reference)
+                            reference=reference, arms=arms)
     paths["summary.md"] = out / "summary.md"
     paths["summary.md"].write_text(text, encoding="utf-8")
     logged = _log_to_parent(sweep, paths) if log_to_mlflow else None
     return Report(sweep, front, comparison, aggregated, paths, logged)
+
+
+def _has_data_size_axis(paired_summary: pd.DataFrame) -> bool:
+    column = keys.PARAM_DATA_FRACTION
+    return column in paired_summary and paired_summary[column].nunique() > 1
 
 
 def has_repeated_seeds(trials: pd.DataFrame) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from analysis.compare import Comparison
+from analysis.compare import GAP, TRAIN_ACC, Comparison, arm_statistics, model_label
 from analysis.load import Sweep
 from analysis.pareto import Front
 from analysis.units import format_count, format_percent
@@ -16,10 +16,23 @@ from sweeps import keys
 ACC, FLOPS = keys.METRIC_ACCURACY, keys.METRIC_FLOPS
 
 
+PAIRED_NOTE = ("Gain: LW-DNA accuracy minus the accuracy of the uniform curve drawn from the "
+               "baselines of the same seed and data fraction, at the LW-DNA's FLOPs (points). "
+               "CI: 95 % t-interval of the mean over seeds; an interval that contains 0 is "
+               "'not distinguishable'.")
+ARMS_NOTE = ("Train accuracy: the last epoch's running accuracy over its augmented training "
+             "mini-batches. Gap: train minus test accuracy (points), computed per seed.")
+
+
 def summary_markdown(sweep: Sweep, front: Front, comparison: Comparison, aggregated: bool, *,
-                     volume: float, reference: Sequence[float]) -> str:
+                     volume: float, reference: Sequence[float],
+                     arms: pd.DataFrame | None = None) -> str:
+    arms = arm_statistics(sweep.trials) if arms is None else arms
     sections = [f"# Sweep report: {sweep.name}", _overview(sweep, front, aggregated),
-                "## Verdict", comparison.verdict,
+                "## Verdict", comparison.paired_verdict, comparison.verdict,
+                "## Paired comparison (each LW-DNA against the uniform curve of its own seed)",
+                markdown_table(_paired_rows(comparison)), PAIRED_NOTE,
+                "## Arms (mean ± 95 % CI over seeds)", markdown_table(arm_rows(arms)), ARMS_NOTE,
                 "## Pareto front (accuracy up, FLOPs down)", markdown_table(_front_rows(front)),
                 _front_note(front, volume, reference),
                 "## LW-DNA vs the uniform-width curve", markdown_table(_compare_rows(comparison)),
@@ -131,6 +144,59 @@ def _compare_rows(comparison: Comparison) -> pd.DataFrame:
         "FLOPs saved": p[f"{cost}_saved_pct"].map(lambda v: _num(v, "+.1f") + "%"),
         "note": [" ; ".join(r for r in pair if r)
                  for pair in zip(p["gain_reason"], p["saving_reason"], strict=True)]})
+
+
+def _paired_rows(comparison: Comparison) -> pd.DataFrame:
+    p = comparison.paired_summary
+    if p.empty:
+        return p
+    return pd.DataFrame({
+        **_setting_columns(p),
+        "FLOPs": p[comparison.cost].map(format_count),
+        "gain [points]": p["gain_mean"].map(lambda v: _num(v, "+.2f")),
+        "std": p["gain_std"].map(lambda v: _num(v, ".2f")),
+        "95 % CI": [_interval(lo, hi) for lo, hi in zip(p["gain_ci_low"], p["gain_ci_high"],
+                                                       strict=True)],
+        "seeds": p["n_seeds"], "outcome": p["outcome"], "note": p["note"]})
+
+
+def arm_rows(arms: pd.DataFrame) -> pd.DataFrame:
+    """Per arm and setting: test and train accuracy, their gap, cost, seeds (markdown text)."""
+    if arms.empty:
+        return arms
+    return pd.DataFrame({
+        "arm": arms["kind"], **_setting_columns(arms),
+        "test acc. [%]": [_ci(m, c) for m, c in zip(arms[ACC], arms[f"{ACC}_ci"], strict=True)],
+        "train acc. [%]": [_ci(m, c) for m, c in zip(arms[TRAIN_ACC], arms[f"{TRAIN_ACC}_ci"],
+                                                     strict=True)],
+        "gap [points]": [_ci(m, c) for m, c in zip(arms[GAP], arms[f"{GAP}_ci"], strict=True)],
+        "FLOPs": arms[FLOPS].map(format_count),
+        "params": arms[keys.METRIC_PARAMS].map(format_count), "seeds": arms["n_seeds"]})
+
+
+def _setting_columns(p: pd.DataFrame) -> dict[str, pd.Series]:
+    columns = {}
+    if keys.PARAM_MODEL in p:
+        columns["model"] = [model_label(row) for _, row in p.iterrows()]
+    if keys.PARAM_DATA_FRACTION in p and p[keys.PARAM_DATA_FRACTION].nunique() > 1:
+        columns["data"] = p[keys.PARAM_DATA_FRACTION].map(_num)
+    columns["width ×"] = p[keys.PARAM_WIDTH_MULT].map(_num)
+    if keys.PARAM_TARGET in p:
+        columns["target"] = p[keys.PARAM_TARGET].map(_num)
+    return columns
+
+
+def _ci(mean: float, half: float) -> str:
+    """Mean ± CI half width, both as percentages of a fraction."""
+    if not math.isfinite(mean):
+        return "–"
+    return f"{100 * mean:.2f}" + (f" ± {100 * half:.2f}" if math.isfinite(half) else "")
+
+
+def _interval(low: float, high: float) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "–"
+    return f"[{low:+.2f}, {high:+.2f}]"
 
 
 def _curve_rows(curve: pd.DataFrame) -> pd.DataFrame:

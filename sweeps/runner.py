@@ -483,7 +483,7 @@ def _plans(spec: SweepSpec, sweep: str, storage: str) -> list[_Plan]:
                            _optuna(spec, sweep, storage),
                            spec.search.num_samples, _scheduler(spec)))
     else:
-        points = spec.sampled_lwdna_points() + ([] if separate else spec.baseline_points())
+        points = spec.sampled_lwdna_points() if separate else spec.fixed_points()
         plans.append(_Plan(sweep, {"hp": tune.grid_search(points)}, scheduler=_scheduler(spec)))
     return plans
 

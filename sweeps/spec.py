@@ -169,8 +169,11 @@ class SweepSpec:
         return lwdna
 
     def fixed_points(self) -> list[dict[str, Any]]:
-        """Every trial known up front: the sampled lwdna points and the baselines."""
-        return self.sampled_lwdna_points() + self.baseline_points()
+        """Every trial known up front: the sampled lwdna points and the baselines, seed by seed
+        (then data fraction by fraction), so that a sweep cut short holds both arms of the
+        seeds it finished: what a paired comparison needs."""
+        points = self.sampled_lwdna_points() + self.baseline_points()
+        return sorted(points, key=lambda p: (p["seed"], p["data_fraction"]))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}

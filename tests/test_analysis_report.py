@@ -134,7 +134,7 @@ def report(store):
 
 def test_report_writes_every_file(report):
     expected = {"pareto.png", "pareto.svg", "widths.png", "curves.png", "front.csv",
-                "trials.csv", "summary.md"}
+                "trials.csv", "paired.csv", "arms.csv", "summary.md"}
     assert set(report["paths"]) == expected
     for path in report["paths"].values():
         assert path.is_file() and path.stat().st_size > 0 and path.parent == report["out"]
@@ -161,6 +161,9 @@ def test_summary_has_front_table_and_verdict(report):
     assert "beats the uniform curve at 3 of 3 budgets" in text
     # gains by hand: dhp@20M 88.5 - 83.83, l1@20M 86.5 - 83.83, dhp@40M 92.0 - 90.5: mean 2.94
     assert "+2.94 points on average" in text
+    # paired: seed 1 shifts both arms by one point, so each setting gains the same in both seeds
+    assert "3 setting(s) LW-DNA better, 0 LW-DNA worse, 0 not distinguishable" in text
+    assert "+4.67 points [+4.67, +4.67], n = 2 seeds" in text
     assert "| kind | criterion |" in text and "demo-old" not in text
 
 
