@@ -19,7 +19,7 @@ _HOMES = {
     "stats": ("Estimate", "estimate", "t_quantile", "ci_half_width"),
     "plots": ("plot_accuracy_vs_cost", "plot_width_profiles", "plot_training_curves",
               "plot_data_size", "save_figure"),
-    "report": ("Report", "write_report", "create_report"),
+    "report": ("Report", "create_report"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 

@@ -44,19 +44,11 @@ class Report:
     logged_to_run: str | None   # parent run that holds the copies, None when not logged
 
 
-def write_report(*, experiment: str | None = None, parent_run_id: str | None = None,
-                 tracking_uri: str | None = None, out_dir: str | Path, log_x: bool = False,
-                 log_to_mlflow: bool = True) -> dict[str, Path]:
-    """Write the report files into ``out_dir``; returns {file name: path}."""
-    return create_report(experiment=experiment, parent_run_id=parent_run_id,
-                         tracking_uri=tracking_uri, out_dir=out_dir, log_x=log_x,
-                         log_to_mlflow=log_to_mlflow).paths
-
-
 def create_report(*, experiment: str | None = None, parent_run_id: str | None = None,
                   tracking_uri: str | None = None, out_dir: str | Path, log_x: bool = False,
                   log_to_mlflow: bool = True) -> Report:
-    """Like :func:`write_report`, returning everything computed on the way (verdict included)."""
+    """Write the report files into ``out_dir`` and return everything computed on the way
+    (``.paths``: file name -> path; the verdict, the front, the comparison)."""
     sweep = load_sweep(experiment, parent_run_id=parent_run_id, tracking_uri=tracking_uri)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from analysis import AnalysisError, load_history, load_sweep, write_report
+from analysis import AnalysisError, create_report, load_history, load_sweep
 from sweeps import keys
 
 BASE_WIDTHS = {"stem": 16, **{f"layer1.{b}.conv{c}": 16 for b in range(3) for c in (1, 2)},
@@ -128,7 +128,7 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(store):
     out = store["root"] / "report"
-    paths = write_report(experiment="demo", tracking_uri=store["uri"], out_dir=out)
+    paths = create_report(experiment="demo", tracking_uri=store["uri"], out_dir=out).paths
     return {"out": out, "paths": paths}
 
 
