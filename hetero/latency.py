@@ -66,10 +66,12 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], *,
             for _ in range(WARMUP_CALLS):
                 model(x)
         # Timer synchronises CUDA itself around each measured block.
-        timer = benchmark.Timer(stmt="model(x)", setup="torch.set_grad_enabled(False)",
-                                globals={"model": model, "x": x, "torch": torch},
+        # No grad for the timed calls, scoped here: a Timer `setup` runs in this very thread and
+        # would switch autograd off for the whole process (and every later training step).
+        timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x},
                                 num_threads=threads)
-        times = _block_times(timer, samples, block_seconds)
+        with torch.no_grad():
+            times = _block_times(timer, samples, block_seconds)
         q1, median, q3 = np.percentile(times, [25, 50, 75])
         out[batch] = Latency(batch, float(median), float(q3 - q1), str(device))
     return out
