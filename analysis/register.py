@@ -43,6 +43,11 @@ class RegisteredVersion:
 def register_winners(sweep: Sweep, front: Front, name: str) -> list[RegisteredVersion]:
     """Register the front's runs and the width-1.0 uniform baseline as versions of ``name``."""
     chosen = _chosen_runs(sweep.trials, front)
+    # MLflow's SQLite registry looks the logged model up with a default MlflowClient() (the
+    # process's tracking URI), not with this client's: point the process at the sweep's store.
+    import mlflow
+
+    mlflow.set_tracking_uri(sweep.tracking_uri)
     client = MlflowClient(tracking_uri=sweep.tracking_uri, registry_uri=sweep.tracking_uri)
     _ensure_registered_model(client, name, sweep)
     out = []
