@@ -453,8 +453,13 @@ class _Walker:
 
         image = unit_of(self.image)
         layer_unit: dict[str, int] = {}
+        # Forward order: the first call of each module (one pass, not one scan per layer).
+        first_call: dict[str, int] = {}
+        for i, node in enumerate(self.gm.graph.nodes):
+            if node.op == "call_module":
+                first_call.setdefault(str(node.target), i)
         members = sorted({**self.layers, **self.passthrough}.items(),
-                         key=lambda item: self._position(item[0]))
+                         key=lambda item: first_call.get(item[0], 0))
         for path, raw in members:
             index = unit_of(raw)
             if not units[index].fixed:
@@ -476,12 +481,6 @@ class _Walker:
         inputs = {p: remap(lay) for p, lay in self.module_in.items()}
         _check_widths(units, layer_unit)
         return ChannelGraph(units, ops, image, layer_unit, modules, inputs)
-
-    def _position(self, path: str) -> int:
-        for i, node in enumerate(self.gm.graph.nodes):
-            if node.op == "call_module" and node.target == path:
-                return i
-        return 0
 
 
 def _remap_op(op, remap):
