@@ -169,10 +169,6 @@ def graph_of(config: ChannelConfig) -> ChannelGraph:
     return _graph(*_key(config))
 
 
-def unit_widths(config: ChannelConfig) -> list[int]:
-    return graph_of(config).unit_widths(dict(config.widths), config.in_channels)
-
-
 # ---------------------------------------------------------------------------- configurations
 def base_config(family: str, variant: str | None = None, *, num_classes: int = 10,
                 input_size: int = 32, in_channels: int = 3, **options: Any) -> ChannelConfig:
