@@ -1,9 +1,14 @@
 """Inference latency of a network on a device, measured with ``torch.utils.benchmark``.
 
-:func:`measure_latency` is the one API: a model, the input's (channels, height, width), the
-device, and the batch sizes; it returns one :class:`Latency` per batch size (median and IQR of
-the per-call time after a warm-up). Sweeps log it per trial; a latency-targeted shrinker can call
-it on candidate networks or single layers the same way.
+:func:`measure_latency` is the one API for a network's own latency: a model, the input's
+(channels, height, width), the device, and the batch sizes; it returns one :class:`Latency` per
+batch size (median and IQR of the per-call time after a warm-up). Sweeps log it per trial.
+
+:func:`latency_ratio` compares two networks: how many times slower one is than the other. On a
+shared machine one network's timing drifts by tens of percent between seconds (other tenants,
+frequency changes), so it times the two in interleaved blocks and takes the median of the
+per-pair ratios: whatever slows one block of a pair slows the other alike and cancels. The
+latency model (:mod:`hetero.latency_model`) times its layers and its candidates with it.
 """
 
 from __future__ import annotations
@@ -15,12 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Latency", "measure_latency", "THROUGHPUT_BATCH"]
+__all__ = ["Latency", "LatencyRatio", "measure_latency", "latency_ratio", "THROUGHPUT_BATCH"]
 
 THROUGHPUT_BATCH = 64      # a batch large enough to fill a CPU's cores with these networks
 WARMUP_CALLS = 3           # first calls pay for allocation and kernel selection (cudnn.benchmark)
 SAMPLES = 9                # timed blocks per batch size: enough for quartiles
 BLOCK_SECONDS = 0.02       # each block repeats the call to last about this long
+RATIO_PAIRS = 41           # interleaved block pairs per latency_ratio
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,52 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], *,
         q1, median, q3 = np.percentile(times, [25, 50, 75])
         out[batch] = Latency(batch, float(median), float(q3 - q1), str(device))
     return out
+
+
+@dataclass(frozen=True)
+class LatencyRatio:
+    """``model``'s latency over ``reference``'s: median and IQR of the interleaved pairs."""
+
+    median: float
+    iqr: float
+    pairs: int
+
+
+def latency_ratio(model: nn.Module, reference: nn.Module, input_shape: Sequence[int], *,
+                  reference_shape: Sequence[int] | None = None,
+                  device: torch.device | str = "cpu", batch_size: int = 1,
+                  pairs: int = RATIO_PAIRS, block_seconds: float = BLOCK_SECONDS,
+                  threads: int | None = None) -> LatencyRatio:
+    """How many times slower ``model`` is than ``reference`` on ``device`` at ``batch_size``.
+
+    ``input_shape`` (no batch) feeds ``model``, and ``reference`` too unless it has its own
+    ``reference_shape``. Blocks of the two alternate (and which goes first alternates too), each
+    about ``block_seconds`` long; the answer is the median over the ``pairs`` block ratios.
+    """
+    from torch.utils import benchmark
+
+    device = torch.device(device)
+    threads = threads or torch.get_num_threads()
+    timers = []
+    for net, shape in ((model, input_shape), (reference, reference_shape or input_shape)):
+        x = torch.randn(batch_size, *shape, device=device)
+        net = net.to(device).eval()
+        with torch.no_grad():
+            for _ in range(WARMUP_CALLS):
+                net(x)
+        timer = benchmark.Timer(stmt="model(x)", globals={"model": net, "x": x},
+                                num_threads=threads)
+        with torch.no_grad():
+            once = timer.timeit(1).median
+        timers.append((timer, max(1, int(block_seconds / max(once, 1e-9)))))
+    ratios = []
+    with torch.no_grad():   # scoped: see measure_latency
+        for i in range(pairs):
+            order = timers if i % 2 == 0 else timers[::-1]
+            seconds = {id(t): t.timeit(n).median for t, n in order}
+            ratios.append(seconds[id(timers[0][0])] / seconds[id(timers[1][0])])
+    q1, median, q3 = np.percentile(ratios, [25, 50, 75])
+    return LatencyRatio(float(median), float(q3 - q1), pairs)
 
 
 def _block_times(timer, samples: int, block_seconds: float) -> list[float]:

@@ -1,13 +1,24 @@
-"""Latency as a cost the shrinker can target, from a per-layer table measured once per device.
+"""Latency as a cost the shrinker can target: a per-layer lookup table measured on the device.
 
-The approach of NetAdapt and once-for-all: every conv and linear of the channel graph is rebuilt
-alone and timed (batch 1, :func:`hetero.latency.measure_latency`) at a few widths; the timings
-are cached per device in ``$HETERO_CACHE/latency/``, so a device measures each layer shape once.
-Per layer, time = a + b x MACs (a least-squares line through its timings); the network's
-predicted latency is the sum over layers, calibrated by one affine map fitted to the whole
-widened and the whole baseline network timed end to end (this absorbs what the table does not
-see: batch norms, activations, adds, framework overhead). The result is a polynomial in the unit
-widths, like FLOPs, which the shrinker bisects.
+The approach of NetAdapt: every conv and linear of the channel graph is rebuilt alone at the
+input and output widths a candidate network gives it and timed at batch 1. A layer's time is a
+staircase in its widths, not a line (on this CPU a 3x3 conv at 32x32 costs the same from 17 to
+32 output channels and nearly twice as much at 33; PyTorch also switches convolution kernels on
+the input's size), so the table holds the widths asked for, timed when first asked and cached
+per device in ``$HETERO_CACHE/latency/``: a device times each layer shape once.
+
+Timings on a shared machine drift by tens of percent between one minute and the next, and a
+cached entry outlives the minute it was timed in. So no entry is an absolute time: each is the
+layer's time over a fixed reference convolution timed in alternation with it
+(:func:`hetero.latency.latency_ratio`), and entries timed at different moments stay comparable.
+A network's prediction is the sum over its layers, mapped by one affine calibration through the
+baseline (ratio 1) and the widened network (its ratio to the baseline, timed the same way); the
+map absorbs what the table does not see (batch norms, activations, adds, framework overhead).
+
+The model is a guide, not a measurement: a derived network's mix of widths is one it was never
+calibrated on. :func:`shrink_to_latency` settles the answer on real timings: it times candidate
+networks against the baseline and brackets the target along the shrinker's path (see there),
+until the timed ratio is within ``LOOP_TOLERANCE`` of the target.
 """
 
 from __future__ import annotations
@@ -15,37 +26,69 @@ from __future__ import annotations
 import json
 import os
 import platform
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from hetero.complexity import CostModel, CostTerms
 from hetero.config import ChannelConfig
-from hetero.graph import ChannelGraph, ConvOp, LinearOp, add_macs
-from hetero.latency import measure_latency
+from hetero.graph import ChannelGraph, ConvOp, LinearOp
+from hetero.latency import latency_ratio, measure_latency
 
-__all__ = ["LatencyModel", "build_latency_model", "measure_network", "device_name"]
+__all__ = ["LatencyModel", "LatencyStep", "build_latency_model", "measure_network",
+           "shrink_to_latency", "device_name"]
 
-SCALES = (0.25, 0.5, 1.0)       # widths each layer is timed at (fractions of the widened width)
-LAYER_BLOCKS = (5, 0.01)        # (timed blocks, seconds each) per layer shape
-NETWORK_BLOCKS = (15, 0.04)     # ... per whole network: its median is the calibration point
+LAYER_PAIRS = (7, 0.002)        # (block pairs, seconds per block) timing a layer shape
+REFERENCE = (16, 16)            # the reference: a 3x3 conv, 16 -> 16 channels, 16x16 input
+NETWORK_BLOCKS = (15, 0.04)     # (blocks, seconds each) timing the baseline's latency
+LOOP_TOLERANCE = 0.025          # timed ratio this close to the target: done (half the 5 % promise,
+LOOP_STEPS = 8                  # leaving the other half to the timing's own spread)
 
 
 @dataclass
 class LatencyModel:
-    """Predicted batch-1 latency (seconds) at any unit widths; ``cost`` is its polynomial."""
+    """Predicted batch-1 latency (seconds) of the graph's network at any unit widths."""
 
-    cost: CostModel
+    graph: ChannelGraph
+    layers: list[tuple[ConvOp | LinearOp, nn.Module]]   # every timed op and its wide module
+    table: _Table
     device: str
-    base_seconds: float             # the width-1.0 baseline, timed end to end
-    wide_seconds: float             # the widened network, timed end to end
+    base_seconds: float = float("nan")      # the width-1.0 baseline, timed end to end (median)
+    wide_ratio: float = float("nan")        # the widened network's latency over the baseline's
+    base_sum: float = 0.0                   # the table's sum at the baseline's widths
+    slope: float = 0.0                      # calibration: ratio = 1 + slope * (sum - base_sum)
+    _memo: dict[tuple[int, int, int], float] = field(default_factory=dict, repr=False)
 
     def __call__(self, widths: Sequence[int] | np.ndarray) -> float:
-        return self.cost.evaluate("latency", np.asarray(widths, dtype=np.int64))
+        return self.base_seconds * self.ratio(widths)
+
+    @property
+    def wide_seconds(self) -> float:
+        return self.base_seconds * self.wide_ratio
+
+    def ratio(self, widths: Sequence[int] | np.ndarray) -> float:
+        """Predicted latency at ``widths`` over the baseline's."""
+        return 1.0 + self.slope * (self.table_sum(widths) - self.base_sum)
+
+    def table_sum(self, widths: Sequence[int] | np.ndarray) -> float:
+        """Sum of the layers' table entries at ``widths`` (in reference-convolution units)."""
+        total = 0.0
+        for i, (op, layer) in enumerate(self.layers):
+            cin = self.graph.channels(op.inputs, widths)
+            cout = self.graph.channels(op.output, widths)
+            key = (i, cin, cout)
+            if key not in self._memo:
+                self._memo[key] = self.table.time(op, layer, cin, cout)
+            total += self._memo[key]
+        return total
+
+    def save(self) -> None:
+        """Write the layer timings measured so far to the device's cache."""
+        self.table.save()
 
 
 def device_name(device: torch.device) -> str:
@@ -67,83 +110,166 @@ def measure_network(model: nn.Module, config: ChannelConfig, device: torch.devic
 
 def build_latency_model(graph: ChannelGraph, wide: ChannelConfig, base: ChannelConfig,
                         device: torch.device | str = "cpu") -> LatencyModel:
-    """Time the layers (cached) and the two end points; return the calibrated model."""
+    """Time the two end points (and their layers, cached); return the calibrated model."""
     from hetero.models.factory import create_model
 
     device = torch.device(device)
-    table = _Table(device)
     wide_model = create_model(config=wide)
-    wide_widths = graph.unit_widths(dict(wide.widths), wide.in_channels)
-    terms = CostTerms()
-    for op in graph.ops:
-        if isinstance(op, (ConvOp, LinearOp)):
-            layer = wide_model.get_submodule(op.path)
-            a, b = _fit(op, layer, graph, wide_widths, table)
-            terms.constant += a
-            add_macs(op, terms, b)
-    table.save()
-    raw = CostModel({"raw": terms}, len(graph.units))
-    base_widths = graph.unit_widths(dict(base.widths), base.in_channels)
-    predicted = [raw.evaluate("raw", np.asarray(w)) for w in (wide_widths, base_widths)]
-    timed = [measure_network(m, c, device)
-             for m, c in ((wide_model, wide), (create_model(config=base), base))]
-    scale, offset = _affine(predicted, timed)
-    calibrated = CostTerms(constant=scale * terms.constant + offset)
-    for unit, value in terms.linear.items():
-        calibrated.add_linear(unit, scale * value)
-    for (u, v), value in terms.product.items():
-        calibrated.add_product(u, v, scale * value)
-    model = CostModel({"latency": calibrated}, len(graph.units))
-    return LatencyModel(model, device_name(device), timed[1], timed[0])
+    layers = [(op, wide_model.get_submodule(op.path)) for op in graph.ops
+              if isinstance(op, (ConvOp, LinearOp))]
+    model = LatencyModel(graph, layers, _Table(device), device_name(device))
+    base_model = create_model(config=base)
+    base_sum, wide_sum = (model.table_sum(graph.unit_widths(dict(c.widths), c.in_channels))
+                          for c in (base, wide))
+    model.save()
+    shape = (base.in_channels, base.input_size, base.input_size)
+    model.base_seconds = measure_network(base_model, base, device)
+    model.wide_ratio = latency_ratio(wide_model, base_model, shape, device=device).median
+    model.base_sum = base_sum
+    # Two points fix the map; a table that cannot tell them apart predicts the baseline's
+    # latency everywhere. The slope stays positive: a network never gets faster by growing.
+    spread = wide_sum - base_sum
+    model.slope = max(model.wide_ratio - 1.0, 1e-3) / spread if spread > 1e-12 else 0.0
+    return model
 
 
-def _affine(predicted: list[float], timed: list[float]) -> tuple[float, float]:
-    # Two points fix the map; if the prediction cannot tell them apart, only shift it.
-    if abs(predicted[0] - predicted[1]) < 1e-12:
-        return 1.0, timed[1] - predicted[1]
-    scale = (timed[0] - timed[1]) / (predicted[0] - predicted[1])
-    scale = max(scale, 1e-3)  # latency never falls when a network grows
-    return scale, timed[1] - scale * predicted[1]
+# ---------------------------------------------------------------------------- the loop
+@dataclass(frozen=True)
+class LatencyStep:
+    flops: float        # the FLOPs target this network was shrunk to (x the baseline's FLOPs)
+    timed: float        # its latency over the baseline's, as timed
+    spread: float       # IQR of that ratio over its interleaved pairs
+
+
+def shrink_to_latency(wide: ChannelConfig, scores, *, base_config: ChannelConfig,
+                      target: float, latency: LatencyModel, device: torch.device | str = "cpu",
+                      tolerance: float = LOOP_TOLERANCE, steps: int = LOOP_STEPS, **options):
+    """Shrink ``wide`` until the derived network, timed on ``device``, is ``target`` x the
+    baseline's batch-1 latency within ``tolerance``.
+
+    Whatever the metric, the shrinker's networks lie on one path: a global score threshold, so
+    a cost target only says where on the path to stop. The loop walks that path by its FLOPs,
+    which are exact and fine-grained, and lets the device say where the latency target lies:
+    it times the two ends (every unit at its floor, the whole widened network; a target outside
+    them is an error naming the timed range), starts from the FLOPs of the network the latency
+    model picks, and narrows the bracket between a network timed too fast and one timed too
+    slow (interpolating, kept off the bracket's ends). More FLOPs on the path never make a
+    network faster, but they do in steps: a layer's time is a staircase in its widths.
+    ``options`` go to :func:`hetero.shrink.shrink_to_target` (floors, divisor, ...).
+
+    Returns the :class:`~hetero.shrink.ShrinkResult` timed closest to the target (its
+    ``target_value`` is the latency asked for, in seconds), that network's timed ratio, and
+    every step.
+    """
+    from dataclasses import replace
+
+    from hetero.models.factory import complexity, create_model
+    from hetero.shrink import reachable_range, shrink_to_target
+
+    floor_options = {k: options[k] for k in ("remain_ratio", "linear_ratio", "divisor")
+                     if k in options}
+    reference = create_model(config=base_config)
+    shape = (base_config.in_channels, base_config.input_size, base_config.input_size)
+    base_flops = complexity(base_config).flops
+    history: list[LatencyStep] = []
+    seen: dict[tuple, float] = {}          # widths -> timed ratio: one timing per network
+
+    def shrink(flops: float):
+        return shrink_to_target(wide, scores, base_config=base_config, target=flops,
+                                target_metric="flops", **options)
+
+    def time_it(result, confirm: bool) -> float:
+        key = tuple(sorted(result.config.widths.items()))
+        if key not in seen:
+            timings = [latency_ratio(create_model(config=result.config), reference, shape,
+                                     device=device)]
+            if confirm and abs(timings[0].median / target - 1) <= tolerance:
+                # Within tolerance: confirm on a second copy before stopping, so that one
+                # lucky timing does not end the search (fresh copies time a few % apart).
+                timings.append(latency_ratio(create_model(config=result.config), reference,
+                                             shape, device=device))
+            seen[key] = float(np.mean([t.median for t in timings]))
+            history.append(LatencyStep(result.flops / base_flops, seen[key],
+                                       max(t.iqr for t in timings)))
+        return seen[key]
+
+    f_lo, f_hi = reachable_range(wide, base_config=base_config, **floor_options)
+    floor_net, wide_net = shrink(f_lo), shrink(f_hi)
+    # Brackets: (FLOPs, timed ratio, network), one timed too fast and one too slow.
+    fast = (f_lo, time_it(floor_net, confirm=False), floor_net)
+    slow = (f_hi, time_it(wide_net, confirm=False), wide_net)
+    if not fast[1] * (1 - tolerance) <= target <= slow[1] * (1 + tolerance):
+        raise ValueError(
+            f"latency target {target:g} x the baseline is outside what this device times for "
+            f"{wide.family}/{wide.variant}: every unit at its floor {fast[1]:.3f} x, the whole "
+            f"widened network {slow[1]:.3f} x the baseline's batch-1 latency: "
+            + ("lower remain_ratio / linear_ratio or raise the target" if target < fast[1]
+               else "raise the width multiplier or lower the target"))
+    best = min(((abs(r / target - 1), net, r) for _, r, net in (fast, slow)),
+               key=lambda item: item[0])
+    lo_m, hi_m = reachable_range(wide, base_config=base_config, target_metric="latency",
+                                 latency=latency, **floor_options)
+    result = shrink_to_target(wide, scores, base_config=base_config,
+                              target=min(max(target, lo_m), hi_m), target_metric="latency",
+                              latency=latency, **options)
+    for _ in range(max(1, steps)):
+        ratio = time_it(result, confirm=True)
+        miss = abs(ratio / target - 1)
+        if miss < best[0]:
+            best = (miss, result, ratio)
+        if miss <= tolerance:
+            break
+        if ratio < target:
+            fast = (result.flops / base_flops, ratio, result)
+        else:
+            slow = (result.flops / base_flops, ratio, result)
+        (f0, r0, _), (f1, r1, _) = fast, slow
+        if f1 - f0 < 2 * 0.005 * f1:     # within the shrinker's FLOPs band: nothing between
+            break
+        share = (target - r0) / (r1 - r0) if r1 > r0 else 0.5
+        result = shrink(f0 + min(max(share, 0.25), 0.75) * (f1 - f0))
+    if best[0] > tolerance:
+        best = min(best, _off_the_path(fast, slow, target, latency, time_it, wide, scores,
+                                       base_config, options), key=lambda item: item[0])
+    latency.save()
+    miss, result, ratio = best
+    if miss > tolerance:
+        # Said, not hidden: the trial still runs (its timed ratio is logged), but a user
+        # reading only the target would otherwise believe it was met.
+        trace = ", ".join(f"{s.flops:.3f} -> {s.timed:.3f}" for s in history)
+        warnings.warn(f"latency target {target:g}: the closest derived network times "
+                      f"{ratio:.3f} x the baseline ({ratio / target - 1:+.1%}) after "
+                      f"{len(history)} shrinks (FLOPs -> timed: {trace}); between those "
+                      "networks no other global threshold exists, or timing drifted",
+                      stacklevel=2)
+    return replace(result, target_value=float(target) * latency.base_seconds), ratio, history
+
+
+def _off_the_path(fast, slow, target, latency, time_it, wide, scores, base_config, options):
+    """The last resort when the two bracketing networks are neighbours on the threshold path
+    and the target falls in the jump between them (one unit crossing a kernel's tile): ask
+    the latency model for the point between them it predicts, mapped through their timings.
+    The model sees each layer's staircase, so its fine adjustment grows the fast network one
+    channel at a time in units whose next channel does not cross a tile."""
+    from hetero.shrink import shrink_to_target
+
+    (_, r0, net0), (_, r1, net1) = fast, slow
+    m0, m1 = (latency.ratio(latency.graph.unit_widths(dict(n.config.widths),
+                                                       n.config.in_channels))
+              for n in (net0, net1))
+    if not (m1 > m0 and r1 > r0):
+        return (float("inf"), None, None)
+    asked = m0 + (target - r0) * (m1 - m0) / (r1 - r0)
+    try:
+        result = shrink_to_target(wide, scores, base_config=base_config, target=asked,
+                                  target_metric="latency", latency=latency, **options)
+    except ValueError:              # no network in the model's band: nothing off the path
+        return (float("inf"), None, None)
+    ratio = time_it(result, confirm=True)
+    return (abs(ratio / target - 1), result, ratio)
 
 
 # ---------------------------------------------------------------------------- one layer
-def _scaled(widths: list[int], graph: ChannelGraph, scale: float) -> list[int]:
-    out = list(widths)
-    for unit in graph.free_units():
-        step = unit.granularity
-        out[unit.id] = max(step, int(widths[unit.id] * scale) // step * step)
-    return out
-
-
-def _standalone(op, layer: nn.Module, graph: ChannelGraph, widths: list[int]
-                ) -> tuple[nn.Module, tuple, float]:
-    """The layer alone at ``widths``: a module like it, its input shape (no batch), its MACs."""
-    cin = graph.channels(op.inputs, widths)
-    cout = graph.channels(op.output, widths)
-    if isinstance(op, LinearOp):
-        return nn.Linear(cin, cout, op.bias), (cin,), float(cin * cout)
-    groups = 1 if op.group_width is None else cin // op.group_width
-    conv = nn.Conv2d(cin, cout, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                     groups, op.bias, layer.padding_mode)
-    macs = op.kernel * (cin // groups) * cout * op.out_hw
-    return conv, (cin, *op.in_size), float(macs)
-
-
-def _fit(op, layer: nn.Module, graph: ChannelGraph, wide_widths: list[int], table: _Table
-         ) -> tuple[float, float]:
-    """(a, b) of time = a + b * MACs for this layer, from its timings at SCALES."""
-    points = []
-    for scale in SCALES:
-        module, shape, macs = _standalone(op, layer, graph, _scaled(wide_widths, graph, scale))
-        points.append((macs, table.time(module, shape)))
-    x, y = np.array(points).T
-    if np.ptp(x) == 0:
-        return float(y.mean()), 0.0
-    b, a = np.polyfit(x, y, 1)
-    b = max(float(b), 0.0)
-    return float(y.mean() - b * x.mean()), b
-
-
 class _Table:
     """Layer timings of one device, cached in a JSON file (a device measures a shape once)."""
 
@@ -151,18 +277,26 @@ class _Table:
         from hetero.data import cache_dir
 
         self.device = device
-        self.path = Path(cache_dir()) / "latency" / f"{device_name(device)}.json"
+        channels, size = REFERENCE
+        self.reference = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.reference_shape = (channels, size, size)
+        # The file names its reference: entries against another one would not compare.
+        self.path = (Path(cache_dir()) / "latency"
+                     / f"{device_name(device)}-ref{channels}x{size}.json")
         self.entries: dict[str, float] = (json.loads(self.path.read_text())
                                           if self.path.exists() else {})
         self.changed = False
 
-    def time(self, module: nn.Module, shape: tuple) -> float:
-        key = f"{module!r}|{shape}"
+    def time(self, op: ConvOp | LinearOp, layer: nn.Module, cin: int, cout: int) -> float:
+        """``layer``'s op alone with ``cin`` input and ``cout`` output channels, timed against
+        the reference convolution."""
+        key = _key(op, layer, cin, cout)
         if key not in self.entries:
-            samples, seconds = LAYER_BLOCKS
-            timing = measure_latency(module, shape, device=self.device, batch_sizes=(1,),
-                                     samples=samples, block_seconds=seconds)
-            self.entries[key] = timing[1].median_s
+            module, shape = _standalone(op, layer, cin, cout)
+            pairs, seconds = LAYER_PAIRS
+            self.entries[key] = latency_ratio(
+                module, self.reference, shape, reference_shape=self.reference_shape,
+                device=self.device, pairs=pairs, block_seconds=seconds).median
             self.changed = True
         return self.entries[key]
 
@@ -172,3 +306,27 @@ class _Table:
             tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps(self.entries, indent=0, sort_keys=True))
             tmp.replace(self.path)
+            self.changed = False
+
+
+def _groups(op: ConvOp, cin: int) -> int:
+    return 1 if op.group_width is None else cin // op.group_width
+
+
+def _key(op: ConvOp | LinearOp, layer: nn.Module, cin: int, cout: int) -> str:
+    """Everything the op's time depends on, and nothing else (not its place in a network)."""
+    if isinstance(op, LinearOp):
+        return f"linear {cin}->{cout} bias={op.bias}"
+    return (f"conv {cin}->{cout} k={tuple(layer.kernel_size)} s={tuple(layer.stride)} "
+            f"p={layer.padding} d={tuple(layer.dilation)} g={_groups(op, cin)} "
+            f"bias={op.bias} {layer.padding_mode} in={tuple(op.in_size)}")
+
+
+def _standalone(op: ConvOp | LinearOp, layer: nn.Module, cin: int, cout: int
+                ) -> tuple[nn.Module, tuple]:
+    """The layer alone at (cin, cout): a module like it and its input shape (no batch)."""
+    if isinstance(op, LinearOp):
+        return nn.Linear(cin, cout, op.bias), (cin,)
+    conv = nn.Conv2d(cin, cout, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+                     _groups(op, cin), op.bias, layer.padding_mode)
+    return conv, (cin, *op.in_size)

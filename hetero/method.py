@@ -159,24 +159,31 @@ def derive(spec: TrialSpec, data, *, device: torch.device | str = "cpu") -> Deri
                            momentum=spec.protocol.momentum,
                            weight_decay=spec.protocol.weight_decay, seed=spec.seed,
                            **_criterion_options(spec))
-    latency = _latency_model(wide, base, device) if spec.target_metric == "latency" else None
-    shrunk = shrink_to_target(
-        wide, scored.scores, base_config=base, latency=latency, target=spec.target,
-        target_metric=spec.target_metric,
-        remain_ratio=spec.remain_ratio, linear_ratio=spec.linear_ratio, divisor=spec.divisor,
-        width_mult=spec.width_mult,
-    )
+    floors = dict(remain_ratio=spec.remain_ratio, linear_ratio=spec.linear_ratio,
+                  divisor=spec.divisor, width_mult=spec.width_mult)
+    info = dict(scored.info)
+    if spec.target_metric == "latency":
+        shrunk, timed, steps = _shrink_to_latency(wide, scored.scores, base, spec.target,
+                                                  device, floors)
+        # What the device said: the timed ratio the loop settled on and how many shrinks it took.
+        info.update(latency_timed_ratio=timed, latency_steps=len(steps))
+    else:
+        shrunk = shrink_to_target(wide, scored.scores, base_config=base, target=spec.target,
+                                  target_metric=spec.target_metric, **floors)
     seconds = time.perf_counter() - start
     # The scored network (the trained copy for bn and dhp) is what `inherit` slices from.
     return Derivation(base, wide, shrunk.config, shrunk.kept, shrunk.target_value, seconds,
-                      scored.network, spec.target_metric, scored.generated, scored.info)
+                      scored.network, spec.target_metric, scored.generated, info)
 
 
-def _latency_model(wide: ChannelConfig, base: ChannelConfig, device):
-    from hetero.latency_model import build_latency_model
+def _shrink_to_latency(wide: ChannelConfig, scores, base: ChannelConfig, target: float,
+                       device, floors: dict[str, Any]):
+    from hetero.latency_model import build_latency_model, shrink_to_latency
     from hetero.models.factory import graph_of
 
-    return build_latency_model(graph_of(wide), wide, base, device)
+    model = build_latency_model(graph_of(wide), wide, base, device)
+    return shrink_to_latency(wide, scores, base_config=base, target=target, latency=model,
+                             device=device, **floors)
 
 
 def _criterion_options(spec: TrialSpec) -> dict[str, Any]:

@@ -1,15 +1,18 @@
 """Shrinking to a latency budget on this device (target_metric latency): the per-layer table is
-measured once and cached, the device model goes through its calibration points, and the shrinker
-meets its budget. How close a re-timed network lands: bench/latency_target.py."""
+measured once and cached, the device model goes through its calibration points, the shrinker
+meets the model's budget, and the timed loop's network re-times within 5 % of the budget.
+Figures per target: bench/latency_target.py."""
 
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 
 from hetero.importance import score_channels
-from hetero.latency_model import build_latency_model
+from hetero.latency import latency_ratio
+from hetero.latency_model import build_latency_model, shrink_to_latency
 from hetero.models import create_model, graph_of, uniform, widen
 from hetero.shrink import shrink_to_target
 
@@ -24,8 +27,7 @@ def cache(tmp_path, monkeypatch):
 
 def test_latency_targeted_shrink_lands_on_the_models_prediction(cache):
     """The shrinker hits the device model's budget within its 0.5 % band, and the model
-    reproduces the two networks it was calibrated on. (How close a re-timed network lands is a
-    benchmark figure, not a test: on a shared 2-core CPU one timing jitters by 5-10 %.)"""
+    reproduces the two networks it was calibrated on."""
     base = uniform("resnet20", num_classes=10, input_size=32)
     wide = widen(base, 2.0)
     model = build_latency_model(graph_of(wide), wide, base, "cpu")
@@ -35,6 +37,7 @@ def test_latency_targeted_shrink_lands_on_the_models_prediction(cache):
     for config, timed in ((base, model.base_seconds), (wide, model.wide_seconds)):
         widths = graph.unit_widths(dict(config.widths), config.in_channels)
         assert model(widths) == pytest.approx(timed, rel=1e-6)
+    assert model.wide_ratio > 1.5        # twice the channels: well over the baseline's time
     scores = score_channels("l1", create_model(config=wide), wide, [])
     result = shrink_to_target(wide, scores, base_config=base, target=1.5,
                               target_metric="latency", latency=model, remain_ratio=0.1,
@@ -42,6 +45,35 @@ def test_latency_targeted_shrink_lands_on_the_models_prediction(cache):
     derived = graph.unit_widths(dict(result.config.widths), result.config.in_channels)
     assert model(derived) == pytest.approx(1.5 * model.base_seconds, rel=0.005)
     assert result.target_value == pytest.approx(1.5 * model.base_seconds)
+
+
+def test_the_timed_loop_lands_within_five_percent_when_re_timed(cache):
+    """The issue's promise: shrink to 1.2x the baseline's latency, then time the derived network
+    again, on fresh copies (three of them, the median: one copy of a network times a few %
+    apart from another). Timing on a shared machine also drifts between minutes, so a miss
+    gets one more full attempt; a systematic miss (a model or a loop that does not converge)
+    fails both."""
+    base = uniform("resnet20", num_classes=10, input_size=32)
+    wide = widen(base, 2.0)
+    scores = score_channels("l1", create_model(config=wide), wide, [])
+    shape = (base.in_channels, base.input_size, base.input_size)
+    misses = []
+    for _ in range(2):
+        model = build_latency_model(graph_of(wide), wide, base, "cpu")
+        result, timed, steps = shrink_to_latency(wide, scores, base_config=base, target=1.2,
+                                                 latency=model, remain_ratio=0.1,
+                                                 linear_ratio=0.1)
+        assert steps and result.target_value == pytest.approx(1.2 * model.base_seconds)
+        reference = create_model(config=base)
+        retimed = statistics.median(
+            latency_ratio(create_model(config=result.config), reference, shape).median
+            for _ in range(3))
+        misses.append((timed / 1.2 - 1, retimed / 1.2 - 1))
+        if abs(retimed / 1.2 - 1) <= 0.05:
+            break
+    loop_miss, retimed_miss = misses[-1]
+    assert abs(retimed_miss) <= 0.05, f"(loop, re-timed) misses per attempt: {misses}"
+    assert abs(loop_miss) <= 0.05
 
 
 def test_a_second_model_on_the_same_device_reads_the_cache(cache):
@@ -60,3 +92,15 @@ def test_latency_target_needs_the_device_model():
     scores = score_channels("l1", create_model(config=wide), wide, [])
     with pytest.raises(ValueError, match="latency model"):
         shrink_to_target(wide, scores, base_config=base, target_metric="latency")
+
+
+def test_a_latency_target_the_device_cannot_reach_names_the_timed_range(cache):
+    """Reachability is judged by timing the two ends, not by the model: the error gives both
+    timed ratios and the fix."""
+    base = uniform("resnet20", num_classes=10, input_size=8, in_channels=1)
+    wide = widen(base, 2.0)
+    scores = score_channels("l1", create_model(config=wide), wide, [])
+    model = build_latency_model(graph_of(wide), wide, base, "cpu")
+    with pytest.raises(ValueError, match=r"floor \d\.\d{3} x, the whole widened network "
+                                         r"\d\.\d{3} x .*raise the width multiplier"):
+        shrink_to_latency(wide, scores, base_config=base, target=10.0, latency=model)
