@@ -60,24 +60,15 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], *,
     there in eval mode. Each of ``samples`` blocks times enough calls to last about
     ``block_seconds``; median and IQR are over the blocks' per-call times.
     """
-    from torch.utils import benchmark
-
     device = torch.device(device)
     model = model.to(device).eval()
     threads = threads or torch.get_num_threads()
     out = {}
     for batch in batch_sizes:
-        x = torch.randn(batch, *input_shape, device=device)
-        with torch.no_grad():
-            for _ in range(WARMUP_CALLS):
-                model(x)
-        # Timer synchronises CUDA itself around each measured block.
-        # No grad for the timed calls, scoped here: a Timer `setup` runs in this very thread and
-        # would switch autograd off for the whole process (and every later training step).
-        timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x},
-                                num_threads=threads)
-        with torch.no_grad():
-            times = _block_times(timer, samples, block_seconds)
+        timer = _warm_timer(model, torch.randn(batch, *input_shape, device=device), threads)
+        with torch.no_grad():   # scoped: see _warm_timer
+            number = _calls_per_block(timer, block_seconds)
+            times = [timer.timeit(number).median for _ in range(samples)]
         q1, median, q3 = np.percentile(times, [25, 50, 75])
         out[batch] = Latency(batch, float(median), float(q3 - q1), str(device))
     return out
@@ -103,24 +94,16 @@ def latency_ratio(model: nn.Module, reference: nn.Module, input_shape: Sequence[
     ``reference_shape``. Blocks of the two alternate (and which goes first alternates too), each
     about ``block_seconds`` long; the answer is the median over the ``pairs`` block ratios.
     """
-    from torch.utils import benchmark
-
     device = torch.device(device)
     threads = threads or torch.get_num_threads()
     timers = []
     for net, shape in ((model, input_shape), (reference, reference_shape or input_shape)):
-        x = torch.randn(batch_size, *shape, device=device)
-        net = net.to(device).eval()
+        timer = _warm_timer(net.to(device).eval(),
+                            torch.randn(batch_size, *shape, device=device), threads)
         with torch.no_grad():
-            for _ in range(WARMUP_CALLS):
-                net(x)
-        timer = benchmark.Timer(stmt="model(x)", globals={"model": net, "x": x},
-                                num_threads=threads)
-        with torch.no_grad():
-            once = timer.timeit(1).median
-        timers.append((timer, max(1, int(block_seconds / max(once, 1e-9)))))
+            timers.append((timer, _calls_per_block(timer, block_seconds)))
     ratios = []
-    with torch.no_grad():   # scoped: see measure_latency
+    with torch.no_grad():   # scoped: see _warm_timer
         for i in range(pairs):
             order = timers if i % 2 == 0 else timers[::-1]
             seconds = {id(t): t.timeit(n).median for t, n in order}
@@ -129,9 +112,21 @@ def latency_ratio(model: nn.Module, reference: nn.Module, input_shape: Sequence[
     return LatencyRatio(float(median), float(q3 - q1), pairs)
 
 
-def _block_times(timer, samples: int, block_seconds: float) -> list[float]:
-    # A fixed number of blocks, unlike blocked_autorange: on a busy machine one slow block
-    # would otherwise fill the whole budget and leave a single sample (IQR 0).
-    once = timer.timeit(1).median
-    number = max(1, int(block_seconds / max(once, 1e-9)))
-    return [timer.timeit(number).median for _ in range(samples)]
+def _warm_timer(model: nn.Module, x: torch.Tensor, threads: int):
+    """A ``torch.utils.benchmark`` timer of ``model(x)`` after a few warm-up calls. The Timer
+    synchronises CUDA itself around each measured block. Time it under ``torch.no_grad()``,
+    scoped at the call: a Timer ``setup`` would run in this very thread and switch autograd off
+    for the whole process (and every later training step)."""
+    from torch.utils import benchmark
+
+    with torch.no_grad():
+        for _ in range(WARMUP_CALLS):
+            model(x)
+    return benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x},
+                           num_threads=threads)
+
+
+def _calls_per_block(timer, block_seconds: float) -> int:
+    # A fixed number of blocks of this many calls, unlike blocked_autorange: on a busy machine
+    # one slow block would otherwise fill the whole budget and leave a single sample (IQR 0).
+    return max(1, int(block_seconds / max(timer.timeit(1).median, 1e-9)))
