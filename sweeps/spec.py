@@ -553,6 +553,10 @@ def _unreachable(spec: SweepSpec, base) -> list[str]:
     from hetero.shrink import reachable_range
 
     space, problems = spec.space, []
+    if space.target_metric == "latency":
+        # Only the trial's own device can time what the floors allow; a trial whose latency
+        # target is out of reach fails with the timed range (hetero.latency_model).
+        return problems
     for width, rho, tau in itertools.product(space.width_mults, space.remain_ratios,
                                              space.linear_ratios):
         wide = widen(base, width, divisor=space.divisor)

@@ -84,6 +84,14 @@ def test_unreachable_combination_is_refused_naming_it():
     assert "Lower remain_ratios" in message
 
 
+def test_a_latency_target_is_left_to_the_trials_device():
+    # Only the device that runs the trial can time what the floors allow: no FLOPs-style check.
+    spec = spec_with(space={"target_metric": "latency", "targets": [0.3, 1.0],
+                            "remain_ratios": [0.4]})
+    assert spec.space.target_metric == "latency"
+    assert list(spec.space.targets) == [0.3, 1.0]
+
+
 def test_random_search_cannot_ask_for_more_points_than_exist():
     message = error_of(search={"type": "random", "num_samples": 5})
     assert message.startswith("search.num_samples") and "[1, 1]" in message
