@@ -164,7 +164,7 @@ def shrink_to_latency(wide: ChannelConfig, scores, *, base_config: ChannelConfig
     from dataclasses import replace
 
     from hetero.models.factory import complexity, create_model
-    from hetero.shrink import reachable_range, shrink_to_target
+    from hetero.shrink import TOLERANCE, reachable_range, shrink_to_target
 
     floor_options = {k: options[k] for k in ("remain_ratio", "linear_ratio", "divisor")
                      if k in options}
@@ -224,7 +224,7 @@ def shrink_to_latency(wide: ChannelConfig, scores, *, base_config: ChannelConfig
         else:
             slow = (result.flops / base_flops, ratio, result)
         (f0, r0, _), (f1, r1, _) = fast, slow
-        if f1 - f0 < 2 * 0.005 * f1:     # within the shrinker's FLOPs band: nothing between
+        if f1 - f0 < 2 * TOLERANCE * f1:     # within the shrinker's FLOPs band: nothing between
             break
         share = (target - r0) / (r1 - r0) if r1 > r0 else 0.5
         result = shrink(f0 + min(max(share, 0.25), 0.75) * (f1 - f0))

@@ -21,6 +21,7 @@ from hetero.config import ChannelConfig
 __all__ = ["ShrinkResult", "shrink_to_target", "reachable_range", "unit_floors"]
 
 METRICS = ("flops", "params", "latency")
+TOLERANCE = 0.005       # the band around the target a derived network's cost must land in
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def shrink_to_target(wide_config: ChannelConfig, scores: dict[str, torch.Tensor]
                      base_config: ChannelConfig, target: float = 1.0,
                      target_metric: str = "flops", remain_ratio: float = 0.4,
                      linear_ratio: float = 0.45, divisor: int = 1,
-                     width_mult: float | None = None, tolerance: float = 0.005,
+                     width_mult: float | None = None, tolerance: float = TOLERANCE,
                      accounting: str = "macs", latency=None) -> ShrinkResult:
     """Keep the best-scored channels so the derived net costs ``target`` x the baseline's.
 
