@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _images import crop_kind, to_pixels
 from PIL import Image
 
 from hetero.data import DATASET_SHAPES, dataset_shape, load_dataset
@@ -82,31 +83,13 @@ def test_batch_order_is_a_pure_function_of_seed_and_epoch(digits):
                        reference.flatten(1).sum(1).sort().values)
 
 
-def _to_pixels(data, x, levels):
-    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
-    std = torch.tensor(data.std).view(1, -1, 1, 1)
-    return torch.round((x * std + mean) * levels).to(torch.uint8)
-
-
-def _crop_kind(result, original, pad):
-    """'plain' or 'flip' if ``result`` is a crop of the zero-padded (mirrored) original."""
-    size = original.shape[-1]
-    padded = torch.nn.functional.pad(original, (pad,) * 4)
-    for kind, source in (("plain", padded), ("flip", padded.flip(-1))):
-        for dy in range(2 * pad + 1):
-            for dx in range(2 * pad + 1):
-                if torch.equal(result, source[:, dy:dy + size, dx:dx + size]):
-                    return kind
-    return None
-
-
 def test_augmentation_shifts_without_flipping_digits(digits):
     plain, y_plain = next(digits.train_batches(64, augment=False, seed=5))
     augmented, y_aug = next(digits.train_batches(64, augment=True, seed=5))
     assert augmented.shape == plain.shape and torch.equal(y_plain, y_aug)
     assert (augmented != plain).flatten(1).any(1).float().mean() > 0.5
-    originals, results = _to_pixels(digits, plain, 16), _to_pixels(digits, augmented, 16)
-    kinds = {_crop_kind(r, o, pad=1) for o, r in zip(originals, results, strict=True)}
+    originals, results = to_pixels(digits, plain, 16), to_pixels(digits, augmented, 16)
+    kinds = {crop_kind(r, o, pad=1) for o, r in zip(originals, results, strict=True)}
     # a crop of the 1-pixel zero-padded image, never mirrored (digits are not symmetric)
     assert kinds == {"plain"}
 
@@ -219,7 +202,7 @@ def test_cifar10_subset_folder_uses_the_cache_on_the_second_load():
     augmented, _ = next(second.train_batches(64, seed=0))
     plain, _ = next(second.train_batches(64, augment=False, seed=0))
     assert augmented.shape == (64, 3, 32, 32) and abs(plain.mean().item()) < 0.2
-    originals, results = _to_pixels(second, plain, 255), _to_pixels(second, augmented, 255)
-    kinds = [_crop_kind(r, o, pad=4) for o, r in zip(originals, results, strict=True)]
+    originals, results = to_pixels(second, plain, 255), to_pixels(second, augmented, 255)
+    kinds = [crop_kind(r, o, pad=4) for o, r in zip(originals, results, strict=True)]
     # pad-4 crops, about half of them mirrored
     assert None not in kinds and 16 < kinds.count("flip") < 48

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _images import crop_kind, to_pixels
 from PIL import Image
 
 from hetero.data import CIFAR_MEAN, CIFAR_STD, TINY_MEAN, TINY_STD, dataset_shape, load_dataset
@@ -77,32 +78,14 @@ def _normalized(data, x_uint8: torch.Tensor) -> torch.Tensor:
     return (x_uint8.float() / 255 - mean) / std
 
 
-def _crop_kind(result, original, pad):
-    """'plain' or 'flip' if ``result`` is a crop of the zero-padded (mirrored) original."""
-    size = original.shape[-1]
-    padded = torch.nn.functional.pad(original, (pad,) * 4)
-    for kind, source in (("plain", padded), ("flip", padded.flip(-1))):
-        for dy in range(2 * pad + 1):
-            for dx in range(2 * pad + 1):
-                if torch.equal(result, source[:, dy:dy + size, dx:dx + size]):
-                    return kind
-    return None
-
-
-def _to_pixels(data, x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
-    std = torch.tensor(data.std).view(1, -1, 1, 1)
-    return torch.round((x * std + mean) * 255).to(torch.uint8)
-
-
 def _augmentation_kinds(data, pad: int, seeds=range(4), flip: bool = True) -> list:
     """How each augmented training image relates to its original, over a few epochs' batches."""
     kinds = []
     for seed in seeds:
         plain, _ = next(data.train_batches(64, augment=False, seed=seed))
         augmented, _ = next(data.train_batches(64, augment=True, flip=flip, seed=seed))
-        pairs = zip(_to_pixels(data, plain), _to_pixels(data, augmented), strict=True)
-        kinds += [_crop_kind(result, original, pad) for original, result in pairs]
+        pairs = zip(to_pixels(data, plain), to_pixels(data, augmented), strict=True)
+        kinds += [crop_kind(result, original, pad) for original, result in pairs]
     return kinds
 
 
@@ -142,7 +125,7 @@ def test_protocol_flip_false_drops_the_flip_and_keeps_the_crops(tmp_path):
     assert set(_augmentation_kinds(data, pad=8, flip=False)) == {"plain"}
     with_flip, _ = _concat(data.train_batches(4, seed=2))
     without, _ = _concat(data.train_batches(4, seed=2, flip=False))
-    kinds = [_crop_kind(a, b, 0) for a, b in zip(with_flip, without, strict=True)]
+    kinds = [crop_kind(a, b, 0) for a, b in zip(with_flip, without, strict=True)]
     assert set(kinds) == {"plain", "flip"}  # the same crop, mirrored or not
 
 
