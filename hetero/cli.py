@@ -108,16 +108,15 @@ def _device(spec: str | None):
 def _load_config(path: str):
     """A channel-configuration JSON, or a one-line error naming the file."""
     from hetero.config import ChannelConfig
+    from hetero.files import UserFileError, read_user_text
 
     try:
-        return ChannelConfig.load(path)
-    except FileNotFoundError:
-        raise CliError(f"--config {path} does not exist: pass the path of an LW-DNA JSON "
-                       "file") from None
-    except IsADirectoryError:
-        raise CliError(f"--config {path} is a folder: pass an LW-DNA JSON file (e.g. "
-                       "lwdna.json written by hetero run)") from None
-    except (ValueError, KeyError, TypeError) as exc:  # JSON, UTF-8 or field errors
+        text = read_user_text(path, "--config", "an LW-DNA JSON file (lwdna.json written by "
+                              "hetero run)")
+        return ChannelConfig.from_json(text)
+    except UserFileError as exc:
+        raise CliError(str(exc)) from None
+    except (ValueError, KeyError, TypeError) as exc:  # JSON or field errors
         raise CliError(f"--config {path} is not a valid channel configuration ({exc}): pass "
                        "an LW-DNA JSON written by hetero shrink/run") from None
 

@@ -482,18 +482,13 @@ def load_spec(path: str | os.PathLike, *, check: bool = True) -> SweepSpec:
     """Read and validate a sweep YAML file."""
     import yaml
 
+    from hetero.files import UserFileError, read_user_text
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise SpecError(f"sweep spec {os.fspath(path)!r} does not exist; pass the path of a "
-                        "YAML file, e.g. sweeps/configs/quickstart.yaml") from None
-    except IsADirectoryError:
-        raise SpecError(f"sweep spec {os.fspath(path)!r} is a folder; pass the path of a YAML "
-                        "file in it, e.g. sweeps/configs/quickstart.yaml") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"sweep spec {os.fspath(path)!r} is not a text file; pass a YAML "
-                        "sweep spec") from None
+        data = yaml.safe_load(read_user_text(
+            path, "sweep spec", "a YAML file, e.g. sweeps/configs/quickstart.yaml"))
+    except UserFileError as exc:
+        raise SpecError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"sweep spec {os.fspath(path)!r} is not valid YAML: {exc}") from None
     try:

@@ -87,11 +87,11 @@ CASES = [
     pytest.param(["run", "--device", "cuda", "--out", "out"], "use device 'auto' or 'cpu'",
                  marks=pytest.mark.skipif("not _cuda_missing()", reason="a GPU is present")),
     (["run", "--model", "foonet", "--out", "out"], "unknown model 'foonet'"),
-    (["complexity", "resnet20", "--config", "a_folder"], "is a folder: pass an LW-DNA JSON"),
+    (["complexity", "resnet20", "--config", "a_folder"], "is a folder: pass the path of an LW-DNA JSON"),
     (["complexity", "resnet20", "--config", "truncated.json"], "truncated.json is not a valid"),
     (["complexity", "vgg16", "--config", "resnet.json"], "pass the model the configuration"),
     # hetero sweep: spec files, names, stores, data, resume
-    (["sweep", "a_folder"], "is a folder; pass the path of a YAML file"),
+    (["sweep", "a_folder"], "is a folder: pass the path of a YAML file"),
     (["sweep", "binary.yaml"], "binary.yaml"),
     (["sweep", "spec.yaml", "--tracking-uri", "foo://bar"], "pass sqlite:///PATH.db"),
     (["sweep", "spec.yaml", "--tracking-uri", "sqlite://mlflow.db"], "three slashes"),
