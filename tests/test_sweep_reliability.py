@@ -12,13 +12,19 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import yaml
 from _injected import diverging
-from test_sweep_run import TINY, alive, child_runs, descendants, parent_runs, trial_run_statuses
+from _sweeps import (
+    TINY,
+    child_runs,
+    descendants,
+    parent_runs,
+    start_driver,
+    wait_for_trial_runs,
+    wait_until_gone,
+)
 
 from sweeps import keys
 from sweeps.spec import spec_from_dict
@@ -150,30 +156,14 @@ def test_a_sweep_whose_trials_all_fail_is_failed_and_exits_non_zero(local_ray, t
 
 
 # -------------------------------------------------------------------- Ctrl-C and --resume
-def wait_for_finished_and_running(driver: subprocess.Popen, db: Path, log: Path) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        statuses = trial_run_statuses(db)
-        if "FINISHED" in statuses and "RUNNING" in statuses:
-            return
-        assert driver.poll() is None, f"driver ended early:\n{log.read_text()[-3000:]}"
-        time.sleep(0.5)
-    pytest.fail(f"no finished + running trial runs within 300 s:\n{log.read_text()[-3000:]}")
-
-
 def test_sigint_exits_non_zero_marks_killed_and_resume_finishes_each_trial_once(tmp_path):
     from mlflow import MlflowClient
 
     spec = {**TINY, "name": "intr", "protocol": {"epochs": 3, "batch_size": 64},
             "baselines": [0.5, 1.0], "storage": str(tmp_path / "ray_results")}
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    command = [sys.executable, "-m", "hetero_cli", "sweep", "spec.yaml", "--name", "intr"]
-    log = tmp_path / "driver.log"
-    with open(log, "w") as out:
-        driver = subprocess.Popen(command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+    driver, log, command = start_driver(tmp_path, spec, "--name", "intr")
     try:
-        wait_for_finished_and_running(driver, tmp_path / "mlflow.db", log)
+        wait_for_trial_runs(driver, tmp_path / "mlflow.db", log, "FINISHED", "RUNNING")
         tree = descendants(driver.pid)
         driver.send_signal(signal.SIGINT)   # what `kill -INT` does; Ctrl-C signals the group
         assert driver.wait(180) == 130, log.read_text()[-3000:]
@@ -182,10 +172,7 @@ def test_sigint_exits_non_zero_marks_killed_and_resume_finishes_each_trial_once(
             os.killpg(driver.pid, signal.SIGKILL)
     text = log.read_text()
     assert "--resume --name intr" in text, text[-3000:]
-    deadline = time.monotonic() + 30
-    while any(alive(p) for p in tree) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not [p for p in tree if alive(p)], "Ray or MLflow processes outlived the driver"
+    assert not wait_until_gone(tree, 30), "Ray or MLflow processes outlived the driver"
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment_id = client.get_experiment_by_name("intr").experiment_id
@@ -213,25 +200,13 @@ def test_sigint_exits_non_zero_marks_killed_and_resume_finishes_each_trial_once(
         assert sorted(steps) == [1, 2, 3], (run.info.run_name, steps)
 
 
-def wait_for_running(driver: subprocess.Popen, db: Path, log: Path) -> None:
-    deadline = time.monotonic() + 300
-    while "RUNNING" not in trial_run_statuses(db):
-        assert driver.poll() is None, f"driver ended early:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"no running trial:\n{log.read_text()[-3000:]}"
-        time.sleep(0.5)
-
-
 def test_sigterm_marks_the_sweep_killed_and_stops_its_ray_and_mlflow_server(tmp_path):
     from mlflow import MlflowClient
 
     spec = {**TINY, "name": "term", "storage": str(tmp_path / "ray_results")}
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    log = tmp_path / "driver.log"
-    with open(log, "w") as out:
-        driver = subprocess.Popen([sys.executable, "-m", "hetero_cli", "sweep", "spec.yaml"], cwd=tmp_path,
-                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    driver, log, _ = start_driver(tmp_path, spec)
     try:
-        wait_for_running(driver, tmp_path / "mlflow.db", log)
+        wait_for_trial_runs(driver, tmp_path / "mlflow.db", log, "RUNNING")
         tree = descendants(driver.pid)
         driver.terminate()
         assert driver.wait(180) == 130, log.read_text()[-3000:]
@@ -239,10 +214,7 @@ def test_sigterm_marks_the_sweep_killed_and_stops_its_ray_and_mlflow_server(tmp_
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
     assert "--resume --name term" in log.read_text()
-    deadline = time.monotonic() + 30
-    while any(alive(p) for p in tree) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not [p for p in tree if alive(p)], "Ray or MLflow processes outlived the driver"
+    assert not wait_until_gone(tree, 30), "Ray or MLflow processes outlived the driver"
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment_id = client.get_experiment_by_name("term").experiment_id
     (parent,) = parent_runs(client, experiment_id)

@@ -9,43 +9,26 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import yaml
 from _injected import fail_after_first_checkpoint
+from _sweeps import (
+    TINY,
+    child_runs,
+    cmdline,
+    descendants,
+    parent_runs,
+    start_driver,
+    wait_for_trial_runs,
+    wait_until_gone,
+)
 
 from sweeps import keys
 from sweeps.spec import spec_from_dict
 
 pytestmark = pytest.mark.slow
-
-TINY = {
-    "name": "tiny",
-    "model": "resnet20",
-    "dataset": "digits",
-    "protocol": {"epochs": 2, "batch_size": 64},
-    "space": {"width_mults": [1.5], "targets": [0.5, 1.0], "remain_ratios": [0.25],
-              "data_fractions": [0.25]},
-    "baselines": [1.0],
-    "resources": {"cpus": 1, "max_concurrent": 2},  # overlapping trials: a server fronts SQLite
-    "retries": 1,
-}
-
-
-def child_runs(client, experiment_id: str, parent_id: str) -> list:
-    return list(client.search_runs(
-        [experiment_id], filter_string=f"tags.`{keys.TAG_PARENT_RUN_ID}` = '{parent_id}'"))
-
-
-def parent_runs(client, experiment_id: str) -> list:
-    return list(client.search_runs(
-        [experiment_id], filter_string=f"tags.{keys.TAG_KIND} = '{keys.KIND_SWEEP}'"))
-
 
 # -------------------------------------------------------------------- one sweep, many checks
 @pytest.fixture(scope="module")
@@ -196,63 +179,6 @@ def test_optuna_with_asha_tags_early_stopped_trials_and_leaves_them_off_the_fron
 
 
 # -------------------------------------------------------------------- SIGKILL and --resume
-def descendants(root: int) -> list[int]:
-    """Every live process below ``root`` (children first found through /proc)."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            parents.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        children = parents.get(todo.pop(), [])
-        found += children
-        todo += children
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def trial_run_statuses(db: Path) -> list[str]:
-    if not db.exists():
-        return []
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-            rows = con.execute("SELECT r.status FROM runs r JOIN tags t ON t.run_uuid = "
-                               "r.run_uuid WHERE t.key = ?", (keys.TAG_TRIAL_ID,)).fetchall()
-    except sqlite3.OperationalError:  # tables not created yet
-        return []
-    return [status for (status,) in rows]
-
-
-def wait_for_one_finished_and_one_running(driver: subprocess.Popen, db: Path, log: Path) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        statuses = trial_run_statuses(db)
-        if "FINISHED" in statuses and "RUNNING" in statuses:
-            return
-        assert driver.poll() is None, f"driver ended early:\n{log.read_text()[-3000:]}"
-        time.sleep(0.5)
-    pytest.fail(f"no finished + running trial runs within 300 s:\n{log.read_text()[-3000:]}")
-
-
 def kill_driver_and_ray(driver: subprocess.Popen) -> list[int]:
     """SIGKILL the driver's process group and every Ray process it started (workers have their
     own groups); the MLflow server is left to die on its own (it follows its parent)."""
@@ -274,20 +200,12 @@ def test_driver_killed_mid_sweep_resumes_to_exactly_one_finished_run_per_trial(t
 
     spec = {**TINY, "name": "killed", "protocol": {"epochs": 3, "batch_size": 64},
             "baselines": [0.5, 1.0], "storage": str(tmp_path / "ray_results")}
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    command = [sys.executable, "-m", "hetero_cli", "sweep", "spec.yaml", "--name", "killed"]
-    log = tmp_path / "driver.log"
-    with open(log, "w") as out:
-        driver = subprocess.Popen(command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+    driver, log, command = start_driver(tmp_path, spec, "--name", "killed")
     server: list[int] = []
     try:
-        wait_for_one_finished_and_one_running(driver, tmp_path / "mlflow.db", log)
+        wait_for_trial_runs(driver, tmp_path / "mlflow.db", log, "FINISHED", "RUNNING")
         server = kill_driver_and_ray(driver)
-        deadline = time.monotonic() + 60
-        while any(alive(p) for p in server) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert server and not any(alive(p) for p in server), "mlflow server outlived its driver"
+        assert server and not wait_until_gone(server, 60), "mlflow server outlived its driver"
     finally:
         for pid in server + descendants(driver.pid):
             try:
