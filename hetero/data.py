@@ -425,9 +425,7 @@ def _list_images(split_dir: Path, classes: list[str], root: Path) -> list[tuple[
     for name in _class_names(split_dir):
         if name not in index:
             raise _layout_error(root, f"class {name!r} in {split_dir.name}/ is not in train/")
-        files = sorted(p for p in (split_dir / name).iterdir()
-                       if p.suffix.lower() in IMAGE_SUFFIXES)
-        samples += [(str(p), index[name]) for p in files]
+        samples += [(str(p), index[name]) for p in _images_in(split_dir / name)]
     if not samples:
         suffixes = ", ".join(IMAGE_SUFFIXES)
         raise _layout_error(root, f"no images ({suffixes}) in {split_dir}/<class>/")
@@ -447,8 +445,7 @@ def _inspect_folder(root: Path) -> tuple[int, int, int]:
 
     train_dir, _ = _split_dirs(root)
     classes = _class_names(train_dir)
-    candidates = (p for c in classes for p in sorted((train_dir / c).iterdir())
-                  if p.suffix.lower() in IMAGE_SUFFIXES)
+    candidates = (p for c in classes for p in _images_in(train_dir / c))
     for path in candidates:
         try:
             with Image.open(path) as img:  # reads the header only
@@ -461,21 +458,32 @@ def _inspect_folder(root: Path) -> tuple[int, int, int]:
 
 def _load_imagefolder(root: Path, device) -> TensorImageData:
     classes, train, test = _folder_samples(root)
+    channels, size, _ = _inspect_folder(root)
+    return _load_decoded("imagefolder", root, (classes, train, test), channels, size, device)
+
+
+def _load_decoded(name: str, root: Path, samples, channels: int, size: int, device, *,
+                  stats: tuple | None = None, extra_files: list[Path] = ()) -> TensorImageData:
+    """An image folder decoded once into memory (and cached): every in-memory folder dataset
+    loads through here. ``stats`` (mean, std) are fixed ones, or None to compute them from the
+    training images; ``extra_files`` also decide the labels, so they key the cache too."""
+    classes, train, test = samples
     if len(train) > MAX_IN_MEMORY:
         raise ValueError(f"{root} has {len(train)} training images, more than the {MAX_IN_MEMORY} "
                          f"held in memory; use dataset 'imagenet' to stream it")
-    channels, size, _ = _inspect_folder(root)
-    files = [Path(p) for p, _ in train + test]
-    arrays, from_cache = _cached("imagefolder", root, files,
-                                 lambda: _decode_folder(train, test, channels, size, root))
+    files = [Path(p) for p, _ in train + test] + list(extra_files)
+    arrays, from_cache = _cached(name, root, files, lambda: _decode_folder(
+        train, test, channels, size, root, with_stats=stats is None))
     _warn_skipped(root, arrays.get("skipped", []))
-    return TensorImageData("imagefolder", (arrays["train_x"], arrays["train_y"]),
+    mean, std = stats or (arrays["mean"], arrays["std"])
+    return TensorImageData(name, (arrays["train_x"], arrays["train_y"]),
                            (arrays["test_x"], arrays["test_y"]), num_classes=len(classes),
-                           scale=1 / 255, mean=arrays["mean"], std=arrays["std"], flip=True,
-                           device=device, from_cache=from_cache)
+                           scale=1 / 255, mean=mean, std=std, flip=True, device=device,
+                           from_cache=from_cache)
 
 
-def _decode_folder(train, test, channels: int, size: int, root: Path) -> dict:
+def _decode_folder(train, test, channels: int, size: int, root: Path, *,
+                   with_stats: bool = True) -> dict:
     out = {"skipped": []}
     for split, samples in (("train", train), ("test", test)):
         images, readable = _decode_images([p for p, _ in samples], channels, size, root)
@@ -484,7 +492,8 @@ def _decode_folder(train, test, channels: int, size: int, root: Path) -> dict:
                                           if ok], dtype=torch.int64)
         out["skipped"] += [p for (p, _), ok in zip(samples, readable, strict=True)
                            if not ok]
-    out["mean"], out["std"] = _channel_stats(out["train_x"], scale=1 / 255)
+    if with_stats:
+        out["mean"], out["std"] = _channel_stats(out["train_x"], scale=1 / 255)
     return out
 
 
@@ -559,29 +568,30 @@ def _load_tinyimagenet(root: Path, device) -> TensorImageData:
 
 
 def _load_fixed_stats(name: str, root: Path, samples, device) -> TensorImageData:
-    classes, train, test = samples
     channels, size, _ = DATASET_SHAPES[name]
-    _check_image_size(name, Path(train[0][0]), size)
+    _check_image_size(name, [Path(path) for path, _ in samples[1]], size)
     # The label files decide the val labels: a change to them must invalidate the cache too.
     label_files = [p for p in (root / "wnids.txt", root / "val" / "val_annotations.txt")
                    if p.is_file()]
-    files = [Path(p) for p, _ in train + test] + label_files
-    arrays, from_cache = _cached(name, root, files,
-                                 lambda: _decode_folder(train, test, channels, size, root))
-    mean, std = FIXED_STATS_FOLDERS[name]
-    return TensorImageData(name, (arrays["train_x"], arrays["train_y"]),
-                           (arrays["test_x"], arrays["test_y"]), num_classes=len(classes),
-                           scale=1 / 255, mean=mean, std=std, flip=True, device=device,
-                           from_cache=from_cache)
+    return _load_decoded(name, root, samples, channels, size, device,
+                         stats=FIXED_STATS_FOLDERS[name], extra_files=label_files)
 
 
-def _check_image_size(name: str, path: Path, size: int) -> None:
+def _check_image_size(name: str, paths: list[Path], size: int) -> None:
+    """The first readable training image must have the dataset's size (unreadable ones are
+    skipped here as the loader skips them, with its warning)."""
     from PIL import Image
 
-    with Image.open(path) as img:  # reads the header only
-        if img.size != (size, size):
-            raise ValueError(f"{name} images are {size}x{size}, but {path} is {img.size[0]}x"
-                             f"{img.size[1]}: use dataset 'imagefolder' for other sizes")
+    for path in paths:
+        try:
+            with Image.open(path) as img:  # reads the header only
+                width, height = img.size
+        except OSError:
+            continue
+        if (width, height) != (size, size):
+            raise ValueError(f"{name} images are {size}x{size}, but {path} is {width}x"
+                             f"{height}: use dataset 'imagefolder' for other sizes")
+        return
 
 
 def _fixed_stats_classes(name: str, root: Path) -> list[str]:

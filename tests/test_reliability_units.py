@@ -54,29 +54,34 @@ def test_run_resume_refuses_a_checkpoint_that_is_not_plain_data(tmp_path, capsys
 
 
 # ---- data -----------------------------------------------------------------------------------
-def write_folder(root: Path) -> Path:
+def write_folder(root: Path, size: int = 8) -> Path:
     rng = np.random.default_rng(0)
     for split, count in (("train", 3), ("test", 2)):
         for cls in ("cat", "dog"):
             folder = root / split / cls
             folder.mkdir(parents=True)
             for i in range(count):
-                pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
                 Image.fromarray(pixels, "RGB").save(folder / f"{i}.jpg")
     return root
 
 
-def test_unreadable_images_are_skipped_with_one_warning_naming_them(tmp_path, monkeypatch):
+# Both in-memory folder loaders: computed statistics (imagefolder) and the reference's fixed
+# ones (a CIFAR image folder).
+@pytest.mark.parametrize("name, size", [("imagefolder", 8), ("cifar10", 32)])
+def test_unreadable_images_are_skipped_with_one_warning_naming_them(tmp_path, monkeypatch,
+                                                                    name, size):
     monkeypatch.setenv("HETERO_CACHE", str(tmp_path / "cache"))
-    root = write_folder(tmp_path / "pets")
+    root = write_folder(tmp_path / "pets", size)
     (root / "train" / "cat" / "0.jpg").write_bytes(b"not a jpeg")          # unidentifiable
     whole = (root / "train" / "dog" / "2.jpg").read_bytes()
     (root / "train" / "dog" / "2.jpg").write_bytes(whole[: len(whole) // 2])  # truncated
-    assert dataset_shape("imagefolder", root) == (3, 8, 2)  # the first readable image decides
+    if name == "imagefolder":
+        assert dataset_shape(name, root) == (3, 8, 2)  # the first readable image decides
     for _ in range(2):   # decoded, then from the cache: the same warning both times
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            data = load_dataset("imagefolder", root)
+            data = load_dataset(name, root)
         messages = [str(w.message) for w in caught if "unreadable" in str(w.message)]
         assert len(messages) == 1, messages
         assert "skipped 2 unreadable image(s)" in messages[0]
