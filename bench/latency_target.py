@@ -6,7 +6,7 @@ Builds the device's latency model (per-layer table, cached in $HETERO_CACHE/late
 target x the baseline's batch-1 latency: shrinks the 2x network with the model alone (open loop)
 and with the timed loop (:func:`hetero.latency_model.shrink_to_latency`), and re-times both
 derived networks against the baseline afresh: ``--repeats`` fresh copies, each timed in
-interleaved blocks (:func:`hetero.latency.latency_ratio`); the median of those is the figure.
+interleaved blocks (:meth:`LatencyModel.timed_ratio`); the median of those is the figure.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import time
 import torch
 
 from hetero.importance import score_channels
-from hetero.latency import latency_ratio
 from hetero.latency_model import build_latency_model, shrink_to_latency
-from hetero.models import create_model, graph_of, uniform, widen
+from hetero.models import create_model, uniform, widen
 from hetero.shrink import shrink_to_target
 
 FLOORS = {"remain_ratio": 0.1, "linear_ratio": 0.1}
@@ -39,15 +38,13 @@ def main() -> None:
     cpu = torch.device("cpu")
     base = uniform(args.model, num_classes=10, input_size=args.input_size)
     wide = widen(base, 2.0)
-    model = build_latency_model(graph_of(wide), wide, base, cpu)
-    print(f"{model.device}: baseline {1e3 * model.base_seconds:.3f} ms, 2x "
+    model = build_latency_model(wide, base, cpu)
+    print(f"{model.device_name}: baseline {1e3 * model.base_seconds:.3f} ms, 2x "
           f"{1e3 * model.wide_seconds:.3f} ms (batch 1)")
     scores = score_channels("l1", create_model(config=wide), wide, [])
-    base_net = create_model(config=base)
-    shape = (base.in_channels, base.input_size, base.input_size)
 
     def retime(config) -> str:
-        ratios = [latency_ratio(create_model(config=config), base_net, shape).median
+        ratios = [model.timed_ratio(create_model(config=config)).median
                   for _ in range(args.repeats)]
         ratio = statistics.median(ratios)
         return (f"{ratio:.3f} ({ratio / target - 1:+.1%}; copies "
@@ -58,7 +55,7 @@ def main() -> None:
                                      target_metric="latency", latency=model, **FLOORS)
         start = time.perf_counter()
         closed, timed, steps = shrink_to_latency(wide, scores, base_config=base, target=target,
-                                                 latency=model, device=cpu, **FLOORS)
+                                                 latency=model, **FLOORS)
         seconds = time.perf_counter() - start
         trace = ", ".join(f"FLOPs {s.flops:.3f} -> timed {s.timed:.3f}" for s in steps)
         print(f"target {target:.2f}: model alone re-timed {retime(open_loop.config)}")

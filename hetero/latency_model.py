@@ -51,17 +51,31 @@ LOOP_STEPS = 8                  # leaving the other half to the timing's own spr
 
 @dataclass
 class LatencyModel:
-    """Predicted batch-1 latency (seconds) of the graph's network at any unit widths."""
+    """Predicted batch-1 latency (seconds) of the graph's network at any unit widths, and what
+    the timed loop needs to check a prediction: the baseline network on the device."""
 
     graph: ChannelGraph
     layers: list[tuple[ConvOp | LinearOp, nn.Module]]   # every timed op and its wide module
     table: _Table
-    device: str
-    base_seconds: float = float("nan")      # the width-1.0 baseline, timed end to end (median)
+    baseline: nn.Module                     # the width-1.0 network: every timing is against it
+    wide: ChannelConfig                     # the widened network the model was calibrated on
+    base_seconds: float = float("nan")      # the baseline, timed end to end (median)
     wide_ratio: float = float("nan")        # the widened network's latency over the baseline's
     base_sum: float = 0.0                   # the table's sum at the baseline's widths
     slope: float = 0.0                      # calibration: ratio = 1 + slope * (sum - base_sum)
     _memo: dict[tuple[int, int, int], float] = field(default_factory=dict, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.table.device
+
+    @property
+    def device_name(self) -> str:
+        return device_name(self.device)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.wide.in_channels, self.wide.input_size, self.wide.input_size)
 
     def __call__(self, widths: Sequence[int] | np.ndarray) -> float:
         return self.base_seconds * self.ratio(widths)
@@ -86,6 +100,10 @@ class LatencyModel:
             total += self._memo[key]
         return total
 
+    def timed_ratio(self, network: nn.Module):
+        """``network``'s batch-1 latency over the baseline's, timed now on the model's device."""
+        return latency_ratio(network, self.baseline, self.input_shape, device=self.device)
+
     def save(self) -> None:
         """Write the layer timings measured so far to the device's cache."""
         self.table.save()
@@ -108,23 +126,22 @@ def measure_network(model: nn.Module, config: ChannelConfig, device: torch.devic
     return timing[1].median_s
 
 
-def build_latency_model(graph: ChannelGraph, wide: ChannelConfig, base: ChannelConfig,
+def build_latency_model(wide: ChannelConfig, base: ChannelConfig,
                         device: torch.device | str = "cpu") -> LatencyModel:
     """Time the two end points (and their layers, cached); return the calibrated model."""
-    from hetero.models.factory import create_model
+    from hetero.models.factory import create_model, graph_of
 
-    device = torch.device(device)
+    graph = graph_of(wide)
     wide_model = create_model(config=wide)
     layers = [(op, wide_model.get_submodule(op.path)) for op in graph.ops
               if isinstance(op, (ConvOp, LinearOp))]
-    model = LatencyModel(graph, layers, _Table(device), device_name(device))
-    base_model = create_model(config=base)
+    model = LatencyModel(graph, layers, _Table(torch.device(device)),
+                         create_model(config=base).to(device).eval(), wide)
     base_sum, wide_sum = (model.table_sum(graph.unit_widths(dict(c.widths), c.in_channels))
                           for c in (base, wide))
     model.save()
-    shape = (base.in_channels, base.input_size, base.input_size)
-    model.base_seconds = measure_network(base_model, base, device)
-    model.wide_ratio = latency_ratio(wide_model, base_model, shape, device=device).median
+    model.base_seconds = measure_network(model.baseline, base, model.device)
+    model.wide_ratio = model.timed_ratio(wide_model).median
     model.base_sum = base_sum
     # Two points fix the map; a table that cannot tell them apart predicts the baseline's
     # latency everywhere. The slope stays positive: a network never gets faster by growing.
@@ -142,10 +159,10 @@ class LatencyStep:
 
 
 def shrink_to_latency(wide: ChannelConfig, scores, *, base_config: ChannelConfig,
-                      target: float, latency: LatencyModel, device: torch.device | str = "cpu",
+                      target: float, latency: LatencyModel,
                       tolerance: float = LOOP_TOLERANCE, steps: int = LOOP_STEPS, **options):
-    """Shrink ``wide`` until the derived network, timed on ``device``, is ``target`` x the
-    baseline's batch-1 latency within ``tolerance``.
+    """Shrink ``wide`` until the derived network, timed on the latency model's device, is
+    ``target`` x the baseline's batch-1 latency within ``tolerance``.
 
     Whatever the metric, the shrinker's networks lie on one path: a global score threshold, so
     a cost target only says where on the path to stop. The loop walks that path by its FLOPs,
@@ -168,26 +185,26 @@ def shrink_to_latency(wide: ChannelConfig, scores, *, base_config: ChannelConfig
 
     floor_options = {k: options[k] for k in ("remain_ratio", "linear_ratio", "divisor")
                      if k in options}
-    reference = create_model(config=base_config)
-    shape = (base_config.in_channels, base_config.input_size, base_config.input_size)
+    if wide != latency.wide:
+        raise ValueError("the latency model was calibrated on another widened network: build "
+                         "it with build_latency_model(wide, base_config, device)")
     base_flops = complexity(base_config).flops
     history: list[LatencyStep] = []
-    seen: dict[tuple, float] = {}          # widths -> timed ratio: one timing per network
+    # widths -> timed ratio: one timing per network (the widened one was timed at calibration)
+    seen: dict[tuple, float] = {_key_of(wide): latency.wide_ratio}
 
     def shrink(flops: float):
         return shrink_to_target(wide, scores, base_config=base_config, target=flops,
                                 target_metric="flops", **options)
 
     def time_it(result, confirm: bool) -> float:
-        key = tuple(sorted(result.config.widths.items()))
+        key = _key_of(result.config)
         if key not in seen:
-            timings = [latency_ratio(create_model(config=result.config), reference, shape,
-                                     device=device)]
+            timings = [latency.timed_ratio(create_model(config=result.config))]
             if confirm and abs(timings[0].median / target - 1) <= tolerance:
                 # Within tolerance: confirm on a second copy before stopping, so that one
                 # lucky timing does not end the search (fresh copies time a few % apart).
-                timings.append(latency_ratio(create_model(config=result.config), reference,
-                                             shape, device=device))
+                timings.append(latency.timed_ratio(create_model(config=result.config)))
             seen[key] = float(np.mean([t.median for t in timings]))
             history.append(LatencyStep(result.flops / base_flops, seen[key],
                                        max(t.iqr for t in timings)))
@@ -243,6 +260,10 @@ def shrink_to_latency(wide: ChannelConfig, scores, *, base_config: ChannelConfig
                       "networks no other global threshold exists, or timing drifted",
                       stacklevel=2)
     return replace(result, target_value=float(target) * latency.base_seconds), ratio, history
+
+
+def _key_of(config: ChannelConfig) -> tuple:
+    return tuple(sorted(config.widths.items()))
 
 
 def _off_the_path(fast, slow, target, latency, time_it, wide, scores, base_config, options):

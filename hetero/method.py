@@ -179,11 +179,9 @@ def derive(spec: TrialSpec, data, *, device: torch.device | str = "cpu") -> Deri
 def _shrink_to_latency(wide: ChannelConfig, scores, base: ChannelConfig, target: float,
                        device, floors: dict[str, Any]):
     from hetero.latency_model import build_latency_model, shrink_to_latency
-    from hetero.models.factory import graph_of
 
-    model = build_latency_model(graph_of(wide), wide, base, device)
-    return shrink_to_latency(wide, scores, base_config=base, target=target, latency=model,
-                             device=device, **floors)
+    return shrink_to_latency(wide, scores, base_config=base, target=target,
+                             latency=build_latency_model(wide, base, device), **floors)
 
 
 def _criterion_options(spec: TrialSpec) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import statistics
 
 import pytest
 
+from hetero import latency_model
 from hetero.importance import score_channels
 from hetero.latency import latency_ratio
 from hetero.latency_model import build_latency_model, shrink_to_latency
@@ -30,10 +31,15 @@ def test_latency_targeted_shrink_lands_on_the_models_prediction(cache):
     reproduces the two networks it was calibrated on."""
     base = uniform("resnet20", num_classes=10, input_size=32)
     wide = widen(base, 2.0)
-    model = build_latency_model(graph_of(wide), wide, base, "cpu")
+    model = build_latency_model(wide, base, "cpu")
     table = next((cache / "latency").glob("*.json"))
-    assert json.loads(table.read_text())    # the layer timings are cached for this device
     graph = graph_of(wide)
+    # Cached for this device: one entry per layer shape the two calibration networks hold.
+    shapes = {latency_model._key(op, layer, graph.channels(op.inputs, w),
+                                 graph.channels(op.output, w))
+              for c in (base, wide) for w in [graph.unit_widths(dict(c.widths), c.in_channels)]
+              for op, layer in model.layers}
+    assert set(json.loads(table.read_text())) == shapes
     for config, timed in ((base, model.base_seconds), (wide, model.wide_seconds)):
         widths = graph.unit_widths(dict(config.widths), config.in_channels)
         assert model(widths) == pytest.approx(timed, rel=1e-6)
@@ -59,7 +65,7 @@ def test_the_timed_loop_lands_within_five_percent_when_re_timed(cache):
     shape = (base.in_channels, base.input_size, base.input_size)
     misses = []
     for _ in range(2):
-        model = build_latency_model(graph_of(wide), wide, base, "cpu")
+        model = build_latency_model(wide, base, "cpu")
         result, timed, steps = shrink_to_latency(wide, scores, base_config=base, target=1.2,
                                                  latency=model, remain_ratio=0.1,
                                                  linear_ratio=0.1)
@@ -76,14 +82,20 @@ def test_the_timed_loop_lands_within_five_percent_when_re_timed(cache):
     assert abs(loop_miss) <= 0.05
 
 
-def test_a_second_model_on_the_same_device_reads_the_cache(cache):
+def test_a_second_model_on_the_same_device_reads_the_cache(cache, monkeypatch):
     base = uniform("resnet20", num_classes=10, input_size=32)
     wide = widen(base, 2.0)
-    build_latency_model(graph_of(wide), wide, base, "cpu")
+    first = build_latency_model(wide, base, "cpu")
     table = next((cache / "latency").glob("*.json"))
     before = table.stat().st_mtime_ns, table.read_text()
-    build_latency_model(graph_of(wide), wide, base, "cpu")
-    assert (table.stat().st_mtime_ns, table.read_text()) == before   # nothing re-measured
+
+    def no_timing(*args):
+        raise AssertionError("a cached layer shape was timed again")
+
+    monkeypatch.setattr(latency_model, "_standalone", no_timing)   # only a cache miss times
+    second = build_latency_model(wide, base, "cpu")
+    assert (table.stat().st_mtime_ns, table.read_text()) == before
+    assert second.base_sum == first.base_sum      # the same entries, read back
 
 
 def test_latency_target_needs_the_device_model():
@@ -100,7 +112,7 @@ def test_a_latency_target_the_device_cannot_reach_names_the_timed_range(cache):
     base = uniform("resnet20", num_classes=10, input_size=8, in_channels=1)
     wide = widen(base, 2.0)
     scores = score_channels("l1", create_model(config=wide), wide, [])
-    model = build_latency_model(graph_of(wide), wide, base, "cpu")
+    model = build_latency_model(wide, base, "cpu")
     with pytest.raises(ValueError, match=r"floor \d\.\d{3} x, the whole widened network "
                                          r"\d\.\d{3} x .*raise the width multiplier"):
         shrink_to_latency(wide, scores, base_config=base, target=10.0, latency=model)
