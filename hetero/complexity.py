@@ -34,50 +34,43 @@ class Complexity:
 
 @dataclass
 class CostTerms:
-    """constant + sum(linear[u] * w[u]) + sum(product[u, v] * w[u] * w[v]), w the unit widths.
+    """sum(linear[u] * w[u]) + sum(product[u, v] * w[u] * w[v]), w the unit widths.
 
-    Integer coefficients count FLOPs and params exactly; real ones model a measured cost (the
-    latency model of :mod:`hetero.latency_model`).
+    Integer coefficients: FLOPs and params are counted exactly.
     """
 
-    linear: dict[int, float] = field(default_factory=lambda: defaultdict(int))
-    product: dict[tuple[int, int], float] = field(default_factory=lambda: defaultdict(int))
-    constant: float = 0
+    linear: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    product: dict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
 
-    def add_linear(self, unit: int, coefficient: float) -> None:
+    def add_linear(self, unit: int, coefficient: int) -> None:
         self.linear[unit] += coefficient
 
-    def add_product(self, a: int, b: int, coefficient: float) -> None:
+    def add_product(self, a: int, b: int, coefficient: int) -> None:
         self.product[(min(a, b), max(a, b))] += coefficient
 
 
 class _Compiled:
     def __init__(self, terms: CostTerms) -> None:
-        values = [terms.constant, *terms.linear.values(), *terms.product.values()]
-        self.exact = all(isinstance(v, int) for v in values)
-        dtype = np.int64 if self.exact else np.float64
-        self.constant = terms.constant
         self.lin_index = np.array(list(terms.linear), dtype=np.int64)
-        self.lin_coef = np.array(list(terms.linear.values()), dtype=dtype)
+        self.lin_coef = np.array(list(terms.linear.values()), dtype=np.int64)
         pairs = list(terms.product)
         self.a = np.array([p[0] for p in pairs], dtype=np.int64)
         self.b = np.array([p[1] for p in pairs], dtype=np.int64)
-        self.prod_coef = np.array(list(terms.product.values()), dtype=dtype)
+        self.prod_coef = np.array(list(terms.product.values()), dtype=np.int64)
 
-    def __call__(self, w: np.ndarray) -> int | float:
-        total = self.constant
+    def __call__(self, w: np.ndarray) -> int:
+        total = 0
         if self.lin_index.size:
             total += self.lin_coef @ w[self.lin_index]
         if self.a.size:
             total += self.prod_coef @ (w[self.a] * w[self.b])
-        return int(total) if self.exact else float(total)
+        return int(total)
 
 
 class CostModel:
     """FLOPs and params of one network at any unit widths, in either accounting."""
 
-    def __init__(self, terms: dict[str, CostTerms], num_units: int) -> None:
-        self.num_units = num_units
+    def __init__(self, terms: dict[str, CostTerms]) -> None:
         self._compiled = {key: _Compiled(t) for key, t in terms.items()}
 
     def __call__(self, widths: Sequence[int] | np.ndarray, accounting: str = "macs"
@@ -85,13 +78,9 @@ class CostModel:
         if accounting not in ACCOUNTINGS:
             raise ValueError(f"unknown accounting {accounting!r}; choose one of {ACCOUNTINGS}")
         w = np.asarray(widths, dtype=np.int64)
-        return Complexity(flops=self._compiled[f"{accounting}_flops"](w),
-                          params=self._compiled[f"{accounting}_params"](w))
+        return Complexity(flops=self.metric(w, "flops", accounting),
+                          params=self.metric(w, "params", accounting))
 
     def metric(self, widths: np.ndarray, metric: str, accounting: str = "macs") -> int:
-        """One metric (``flops`` or ``params``): the shrinker's inner loop."""
-        return self.evaluate(f"{accounting}_{metric}", widths)
-
-    def evaluate(self, key: str, widths: np.ndarray) -> int | float:
-        """The polynomial named ``key`` at unit ``widths``."""
-        return self._compiled[key](widths)
+        """One metric (``flops`` or ``params``) at unit ``widths``: the shrinker's inner loop."""
+        return self._compiled[f"{accounting}_{metric}"](widths)

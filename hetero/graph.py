@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.fx as fx
@@ -35,7 +35,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from hetero.complexity import CostModel, CostTerms
 
-__all__ = ["ChannelGraph", "add_macs", "ConvOp", "LinearOp", "NormOp", "ActOp", "Layout", "Unit",
+__all__ = ["ChannelGraph", "ConvOp", "LinearOp", "NormOp", "ActOp", "Layout", "Unit",
            "UnsupportedModel", "derive_graph", "PAPER_ACTIVATIONS"]
 
 # Activation modules the paper's accounting counts: 1 FLOP per output element, once per module
@@ -113,10 +113,15 @@ class Unit:
     fixed: bool = False          # image channels or network outputs
     feeds_classifier: bool = False
 
+    def step(self, divisor: int = 1) -> int:
+        """What this unit's width moves in: a multiple of ``divisor`` (below 1: 1) and of its
+        granularity."""
+        return math.lcm(max(int(divisor), 1), self.granularity)
+
 
 @dataclass
 class ChannelGraph:
-    """What :func:`derive_graph` found. Unit ids index :attr:`units` after :meth:`_compact`."""
+    """What :func:`derive_graph` found. Unit ids index :attr:`units`."""
 
     units: list[Unit]
     ops: list[ConvOp | LinearOp | NormOp | ActOp]
@@ -125,14 +130,22 @@ class ChannelGraph:
     modules: dict[str, Layout]               # conv/linear/bn path -> its output layout
     module_inputs: dict[str, Layout]         # conv/linear path -> its input layout
     cost: CostModel = field(init=False)
+    group_widths: dict[str, int] = field(init=False)  # grouped conv path -> its group width
 
     def __post_init__(self) -> None:
-        self.cost = CostModel(_cost_terms(self), len(self.units))
+        self.cost = CostModel(_cost_terms(self))
+        self.group_widths = {op.path: op.group_width for op in self.ops
+                             if isinstance(op, ConvOp) and op.group_width is not None}
 
     # ------------------------------------------------------------------ views
     @property
     def layers(self) -> tuple[str, ...]:
         return tuple(self.layer_unit)
+
+    @property
+    def coupled_groups(self) -> tuple[tuple[str, ...], ...]:
+        """The layers of every unit with more than one, in unit order (a config's ``groups``)."""
+        return tuple(tuple(u.layers) for u in self.units if len(u.layers) > 1)
 
     def free_units(self) -> list[Unit]:
         return [u for u in self.units if not u.fixed]
@@ -479,22 +492,17 @@ class _Walker:
                     units[u].feeds_classifier = True
         modules = {p: remap(lay) for p, lay in self.module_out.items()}
         inputs = {p: remap(lay) for p, lay in self.module_in.items()}
-        _check_widths(units, layer_unit)
+        _check_widths(units)
         return ChannelGraph(units, ops, image, layer_unit, modules, inputs)
 
 
 def _remap_op(op, remap):
-    if isinstance(op, ConvOp):
-        return ConvOp(op.path, remap(op.inputs), remap(op.output), op.kernel, op.out_hw,
-                      op.in_size, op.group_width, op.bias)
-    if isinstance(op, LinearOp):
-        return LinearOp(op.path, remap(op.inputs), remap(op.output), op.bias)
-    if isinstance(op, NormOp):
-        return NormOp(op.path, remap(op.layout), op.hw)
-    return ActOp(op.path, remap(op.layout), op.hw)
+    if isinstance(op, (ConvOp, LinearOp)):
+        return replace(op, inputs=remap(op.inputs), output=remap(op.output))
+    return replace(op, layout=remap(op.layout))
 
 
-def _check_widths(units: list[Unit], layer_unit: dict[str, int]) -> None:
+def _check_widths(units: list[Unit]) -> None:
     for unit in units:
         if not unit.fixed and unit.width % unit.granularity:
             raise UnsupportedModel(f"layer {unit.layers[0]!r} has {unit.width} channels, not a "
@@ -534,7 +542,7 @@ def _both(terms: dict[str, CostTerms], metric: str):
 
 def _conv_terms(op: ConvOp, terms: dict[str, CostTerms], *, params: bool) -> None:
     for flops in _both(terms, "flops"):
-        add_macs(op, flops)
+        _add_macs(op, flops)
     if params:
         for p in _both(terms, "params"):
             _conv_cost(op, p, op.kernel)
@@ -543,17 +551,18 @@ def _conv_terms(op: ConvOp, terms: dict[str, CostTerms], *, params: bool) -> Non
                     p.add_linear(u, 1)
 
 
-def add_macs(op: ConvOp | LinearOp, terms: CostTerms, scale: float = 1) -> None:
-    """Add ``scale`` x the op's multiply-accumulates (a polynomial in unit widths) to ``terms``."""
+def _add_macs(op: ConvOp | LinearOp, terms: CostTerms) -> None:
+    """Add the op's multiply-accumulates (a polynomial in unit widths) to ``terms``; a linear's
+    are also its weights."""
     if isinstance(op, ConvOp):
-        _conv_cost(op, terms, scale * op.kernel * op.out_hw)
+        _conv_cost(op, terms, op.kernel * op.out_hw)
         return
     for u_in in op.inputs.units:
         for u_out in op.output.units:
-            terms.add_product(u_in, u_out, scale * op.inputs.repeat)
+            terms.add_product(u_in, u_out, op.inputs.repeat)
 
 
-def _conv_cost(op: ConvOp, terms: CostTerms, scale: float) -> None:
+def _conv_cost(op: ConvOp, terms: CostTerms, scale: int) -> None:
     if op.group_width is not None:  # weights: out channels x group width
         for u in op.output.units:
             terms.add_linear(u, scale * op.group_width)
@@ -566,9 +575,7 @@ def _conv_cost(op: ConvOp, terms: CostTerms, scale: float) -> None:
 def _linear_terms(op: LinearOp, terms: dict[str, CostTerms], *, params: bool) -> None:
     targets = list(_both(terms, "flops")) + (list(_both(terms, "params")) if params else [])
     for t in targets:
-        for u_in in op.inputs.units:
-            for u_out in op.output.units:
-                t.add_product(u_in, u_out, op.inputs.repeat)
+        _add_macs(op, t)
     if params and op.bias:
         for t in _both(terms, "params"):
             for u in op.output.units:

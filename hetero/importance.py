@@ -36,12 +36,13 @@ from torch import nn
 
 from hetero.config import ChannelConfig
 from hetero.graph import ChannelGraph, NormOp
+from hetero.surgery import device_of, out_channels
+from hetero.trial import DHP_SCORES
 
 __all__ = ["register_criterion", "list_criteria", "score_channels", "score_network",
            "ScoreSettings", "Scored", "DHP_SCORES"]
 
 Scores = dict[str, torch.Tensor]
-DHP_SCORES = ("grad", "latent")
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,10 @@ class _Context:
     graph: ChannelGraph
     batches: Iterable
     settings: ScoreSettings
+    widths: list[int] = field(init=False)   # every unit's width at the configuration
 
-    @property
-    def widths(self) -> list[int]:
-        return self.graph.unit_widths(dict(self.config.widths), self.config.in_channels)
+    def __post_init__(self) -> None:
+        self.widths = self.graph.unit_widths(dict(self.config.widths), self.config.in_channels)
 
     def key(self, unit: int) -> str:
         return self.graph.units[unit].layers[0]
@@ -126,7 +127,7 @@ def score_network(criterion: str, model: nn.Module, config: ChannelConfig, batch
     _check_model_matches(model, config)
     ctx = _Context(model, config, graph, batches,
                    ScoreSettings(num_batches, lr, momentum, weight_decay))
-    device = _device_of(model)
+    device = device_of(model)
     # A private RNG stream: scoring is reproducible per seed and leaves the caller's RNG alone.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -142,17 +143,9 @@ def score_channels(criterion: str, model: nn.Module, config: ChannelConfig, batc
 
 
 # ---------------------------------------------------------------------------- shared helpers
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _out_channels(module: nn.Module) -> int:
-    return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
-
-
 def _check_model_matches(model: nn.Module, config: ChannelConfig) -> None:
     for name, width in config.widths.items():
-        got = _out_channels(model.get_submodule(name))
+        got = out_channels(model.get_submodule(name))
         if got != width:
             raise ValueError(
                 f"layer {name!r}: the model has {got} output channels but the configuration "
@@ -248,7 +241,7 @@ def _bn_scores(ctx: _Context, l1_penalty: float = 1e-4) -> Scored:
         loss = F.cross_entropy(net(x), y) + l1_penalty * sum(g.abs().sum() for g in gammas)
         loss.backward()
         optimizer.step()
-    totals = {u: torch.zeros(ctx.widths[u], device=_device_of(net)) for u in ctx.free()}
+    totals = {u: torch.zeros(ctx.widths[u], device=device_of(net)) for u in ctx.free()}
     for path, op in norms.items():
         gamma = net.get_submodule(path).weight.detach().abs()
         for unit, span in _segments(ctx, op):
@@ -267,7 +260,7 @@ def _bn_scores(ctx: _Context, l1_penalty: float = 1e-4) -> Scored:
 @register_criterion("gate")
 def _gate_scores(ctx: _Context) -> Scored:
     net = _training_copy(ctx.model).requires_grad_(False)
-    device, widths = _device_of(net), ctx.widths
+    device, widths = device_of(net), ctx.widths
     gates = {u: torch.ones(widths[u], device=device, requires_grad=True) for u in ctx.free()}
     handles = _install_gates(ctx, net, gates)
     totals = {u: torch.zeros_like(g) for u, g in gates.items()}
@@ -287,9 +280,9 @@ def _gate_scores(ctx: _Context) -> Scored:
 def _install_gates(ctx: _Context, net: nn.Module, gates: dict[int, torch.Tensor]) -> list:
     """Gate after every batch norm (a gate before a BN would be normalised away in train mode);
     units no BN carries are gated at their layers' outputs."""
-    handles, carried = [], set()
+    handles, carried, device = [], set(), device_of(net)
     for path, op in _norms(ctx).items():
-        parts = [gates.get(u, torch.ones(ctx.widths[u], device=_device_of(net)))
+        parts = [gates[u] if u in gates else torch.ones(ctx.widths[u], device=device)
                  for u in op.layout.units]
         carried.update(op.layout.units)
         handles.append(net.get_submodule(path).register_forward_hook(_gate_hook(parts)))
@@ -341,7 +334,7 @@ class _HyperNetwork:
     """DHP: one latent vector per unit and one hypernetwork per prunable conv/linear."""
 
     def __init__(self, net: nn.Module, ctx: _Context, m: int) -> None:
-        device = _device_of(net)
+        device = device_of(net)
         generator = torch.Generator().manual_seed(torch.initial_seed())
         self.graph = ctx.graph
         self.layers = {name: net.get_submodule(name) for name in ctx.config.layers}

@@ -15,11 +15,9 @@ import torch
 from torch import nn
 
 from hetero.config import ChannelConfig
-from hetero.surgery import inherit_weights
+from hetero.surgery import device_of, inherit_weights, out_channels
 
-__all__ = ["materialize", "INITS"]
-
-INITS = ("fresh", "inherit", "hyper")
+__all__ = ["materialize"]
 
 
 def materialize(config: ChannelConfig, *, source: nn.Module | None = None,
@@ -39,15 +37,13 @@ def materialize(config: ChannelConfig, *, source: nn.Module | None = None,
     graph = check_config(config)
     if generated:
         source = _with_weights(source, generated)
-    wide = _wide_widths(graph, source, config)
-    units = _kept_units(graph, kept, config, wide, _device_of(source))
-    model.to(_device_of(source))
+    wide = graph.unit_widths({layer: out_channels(source.get_submodule(layer))
+                              for layer in graph.layer_unit}, config.in_channels)
+    device = device_of(source)
+    units = _kept_units(graph, kept, config, wide, device)
+    model.to(device)
     inherit_weights(model, source, graph, units, wide)
     return model
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _with_weights(source: nn.Module, generated: Mapping[str, torch.Tensor]) -> nn.Module:
@@ -56,15 +52,6 @@ def _with_weights(source: nn.Module, generated: Mapping[str, torch.Tensor]) -> n
         for layer, weight in generated.items():
             net.get_submodule(layer).weight.copy_(weight)
     return net
-
-
-def _wide_widths(graph, source: nn.Module, config: ChannelConfig) -> list[int]:
-    widths = [u.width for u in graph.units]
-    widths[graph.image_unit] = config.in_channels
-    for layer, unit in graph.layer_unit.items():
-        module = source.get_submodule(layer)
-        widths[unit] = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
-    return widths
 
 
 def _kept_units(graph, kept: Mapping[str, Sequence[int]], config: ChannelConfig,

@@ -10,17 +10,16 @@ coarser than the tolerance band. Costs come from the channel graph's cost polyno
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from hetero.config import ChannelConfig
+from hetero.trial import TARGET_METRICS
 
 __all__ = ["ShrinkResult", "shrink_to_target", "reachable_range", "unit_floors"]
 
-METRICS = ("flops", "params", "latency")
 TOLERANCE = 0.005       # the band around the target a derived network's cost must land in
 
 
@@ -57,12 +56,8 @@ def unit_floors(wide_config: ChannelConfig, *, remain_ratio: float = 0.4,
     for unit in graph.free_units():
         n = wide_config.widths[unit.layers[0]]
         ratio = linear_ratio if unit.feeds_classifier else remain_ratio
-        floors[unit.layers[0]] = _round_up(max(int(n * ratio), 1), _step(unit, divisor), n)
+        floors[unit.layers[0]] = _round_up(max(int(n * ratio), 1), unit.step(divisor), n)
     return floors
-
-
-def _step(unit, divisor: int) -> int:
-    return math.lcm(max(int(divisor), 1), unit.granularity)
 
 
 def _round_up(width: int, step: int, cap: int) -> int:
@@ -89,8 +84,8 @@ class _Costing:
                  accounting: str, latency=None) -> None:
         from hetero.models.factory import check_config, complexity
 
-        if metric not in METRICS:
-            raise ValueError(f"target_metric must be one of {METRICS}, got {metric!r}")
+        if metric not in TARGET_METRICS:
+            raise ValueError(f"target_metric must be one of {TARGET_METRICS}, got {metric!r}")
         if metric == "latency" and latency is None:
             raise ValueError("target_metric latency needs the device's latency model: pass "
                              "latency=hetero.latency_model.build_latency_model(...)")
@@ -227,7 +222,7 @@ class _Search:
                  divisor: int) -> None:
         self.costing, self.ranked, self.floors = costing, ranked, floors
         self.divisor = max(int(divisor), 1)
-        self.steps = {key: _step(unit, divisor) for key, unit in costing.units.items()}
+        self.steps = {key: unit.step(divisor) for key, unit in costing.units.items()}
         # Ascending copies for counting "scores >= t" with a binary search.
         self.ascending = {key: values[::-1].copy() for key, (_, values) in ranked.items()}
 

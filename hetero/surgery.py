@@ -15,15 +15,15 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from hetero.graph import ChannelGraph, ConvOp, Layout
+from hetero.graph import ChannelGraph, Layout
 
-__all__ = ["resize", "inherit_weights", "layout_indices"]
+__all__ = ["resize", "inherit_weights", "layout_indices", "replace_module", "conv_like",
+           "linear_like", "out_channels", "device_of"]
 
 
 def resize(model: nn.Module, graph: ChannelGraph, widths: Sequence[int]) -> nn.Module:
     """Replace every module whose channel counts differ at unit ``widths`` (in place)."""
-    grouped = {op.path: op.group_width for op in graph.ops
-               if isinstance(op, ConvOp) and op.group_width is not None}
+    grouped = graph.group_widths
     for path, out_layout in graph.modules.items():
         module = model.get_submodule(path)
         cout = graph.channels(out_layout, widths)
@@ -31,17 +31,18 @@ def resize(model: nn.Module, graph: ChannelGraph, widths: Sequence[int]) -> nn.M
             cin = graph.channels(graph.module_inputs[path], widths)
             groups = cin // grouped[path] if path in grouped else 1
             if (cin, cout, groups) != (module.in_channels, module.out_channels, module.groups):
-                _replace(model, path, _conv_like(module, cin, cout, groups))
+                replace_module(model, path, conv_like(module, cin, cout, groups))
         elif isinstance(module, nn.Linear):
             cin = graph.channels(graph.module_inputs[path], widths)
             if (cin, cout) != (module.in_features, module.out_features):
-                _replace(model, path, _linear_like(module, cin, cout))
+                replace_module(model, path, linear_like(module, cin, cout))
         elif isinstance(module, nn.modules.batchnorm._BatchNorm) and cout != module.num_features:
-            _replace(model, path, _norm_like(module, cout))
+            replace_module(model, path, _norm_like(module, cout))
     return model
 
 
-def _replace(model: nn.Module, path: str, new: nn.Module) -> None:
+def replace_module(model: nn.Module, path: str, new: nn.Module) -> None:
+    """Put ``new`` where the submodule at ``path`` is (in place)."""
     parent, _, name = path.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, name, new)
 
@@ -51,18 +52,33 @@ def _factory(module: nn.Module) -> dict:
     return {"device": param.device, "dtype": param.dtype} if param is not None else {}
 
 
-def _conv_like(conv: nn.Conv2d, cin: int, cout: int, groups: int) -> nn.Conv2d:
+def conv_like(conv: nn.Conv2d, cin: int, cout: int, groups: int) -> nn.Conv2d:
+    """A new, freshly initialised conv like ``conv`` (its class, kernel, stride, padding,
+    dilation, bias, padding mode, device and dtype) from ``cin`` to ``cout`` channels in
+    ``groups`` groups."""
     return type(conv)(cin, cout, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                       groups, conv.bias is not None, conv.padding_mode, **_factory(conv))
 
 
-def _linear_like(linear: nn.Linear, cin: int, cout: int) -> nn.Linear:
+def linear_like(linear: nn.Linear, cin: int, cout: int) -> nn.Linear:
+    """A new, freshly initialised linear like ``linear`` (its class, bias, device and dtype)
+    from ``cin`` to ``cout`` features."""
     return type(linear)(cin, cout, linear.bias is not None, **_factory(linear))
 
 
 def _norm_like(norm: nn.Module, channels: int) -> nn.Module:
     return type(norm)(channels, norm.eps, norm.momentum, norm.affine, norm.track_running_stats,
                       **_factory(norm))
+
+
+def out_channels(module: nn.Conv2d | nn.Linear) -> int:
+    """A conv's output channels or a linear's output features."""
+    return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """The device of ``model``'s (first) parameter."""
+    return next(model.parameters()).device
 
 
 def layout_indices(layout: Layout, kept: Mapping[int, torch.Tensor],
@@ -86,7 +102,7 @@ def inherit_weights(derived: nn.Module, source: nn.Module, graph: ChannelGraph,
     ``kept`` maps every unit to the sorted wide channel indices it keeps (all of a fixed unit's).
     Modules the graph does not resize (none of their channels change) are copied whole.
     """
-    grouped = {op.path for op in graph.ops if isinstance(op, ConvOp) and op.group_width}
+    grouped = graph.group_widths
     sliced: set[str] = set()
     for path, out_layout in graph.modules.items():
         src, dst = source.get_submodule(path), derived.get_submodule(path)

@@ -19,7 +19,7 @@ from typing import Any
 
 from hetero.dataset_info import DATASETS
 from hetero.protocol import TrainProtocol, from_known_keys
-from hetero.settings import Setting, declared, setting
+from hetero.settings import Setting, check_declared, declared, setting
 
 __all__ = ["TrialSpec", "settings", "axes", "defaults", "params_of", "BASELINE_CRITERION", "INITS",
            "DHP_SCORES", "TARGET_METRICS", "MAX_WIDTH_MULT"]
@@ -93,9 +93,7 @@ class TrialSpec:
     def __post_init__(self) -> None:
         if isinstance(self.protocol, dict):
             object.__setattr__(self, "protocol", TrainProtocol.from_dict(self.protocol))
-        for f, s in settings().items():
-            if not (f == "target" and self.baseline):
-                s.check(f, getattr(self, f))
+        check_declared(self, skip=("target",) if self.baseline else ())
         if self.init == "hyper" and self.criterion != "dhp" and not self.baseline:
             raise ValueError("init 'hyper' takes the weights the dhp hypernetwork generates: use "
                              "criterion dhp, or init fresh / inherit")

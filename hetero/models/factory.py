@@ -27,7 +27,7 @@ from hetero.config import ChannelConfig, make_divisible
 from hetero.graph import ChannelGraph, derive_graph
 from hetero.models._registry import ALIASES, FamilySpec, family_names, get_family, register_family
 from hetero.models.common import init_weights
-from hetero.surgery import resize
+from hetero.surgery import conv_like, replace_module, resize
 from hetero.trial import MAX_WIDTH_MULT
 
 __all__ = ["resolve_model", "family_spec", "graph_of", "base_config", "uniform", "widen",
@@ -125,23 +125,13 @@ def _external_builder(builder: Callable[..., nn.Module]) -> Callable[..., nn.Mod
         model = builder(num_classes=num_classes)
         if not isinstance(model, nn.Module):
             raise ValueError(f"the model builder returned {type(model).__name__}, not an nn.Module")
-        first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        path, first = next(((p, m) for p, m in model.named_modules()
+                            if isinstance(m, nn.Conv2d)), ("", None))
         if first is not None and first.in_channels != in_channels and first.groups == 1:
-            _replace_first_conv(model, first, in_channels)
+            replace_module(model, path, conv_like(first, in_channels, first.out_channels, 1))
         return model
 
     return build
-
-
-def _replace_first_conv(model: nn.Module, conv: nn.Conv2d, in_channels: int) -> None:
-    for path, m in model.named_modules():
-        if m is conv:
-            parent, _, name = path.rpartition(".")
-            setattr(model.get_submodule(parent) if parent else model, name,
-                    nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                              conv.padding, conv.dilation, 1, conv.bias is not None,
-                              conv.padding_mode))
-            return
 
 
 # ---------------------------------------------------------------------------- graphs
@@ -181,10 +171,9 @@ def base_config(family: str, variant: str | None = None, *, num_classes: int = 1
     widths = {layer: graph.units[u].width for layer, u in graph.layer_unit.items()}
     if not widths:
         raise ValueError(f"{spec.name}: the network has no prunable conv or linear layer")
-    groups = tuple(tuple(u.layers) for u in graph.units if len(u.layers) > 1)
     return ChannelConfig(family=spec.name, variant=variant, num_classes=num_classes,
                          input_size=input_size, in_channels=in_channels, widths=widths,
-                         groups=groups, options=resolved)
+                         groups=graph.coupled_groups, options=resolved)
 
 
 def uniform(family: str, variant: str | int | None = None, width_mult: float = 1.0, *,
@@ -206,10 +195,8 @@ def widen(config: ChannelConfig, mult: float, *, divisor: int = 1) -> ChannelCon
     if divisor < 1:
         raise ValueError(f"divisor must be >= 1, got {divisor}")
     graph = graph_of(config)
-    widths = {}
-    for layer, unit in graph.layer_unit.items():
-        step = math.lcm(divisor, graph.units[unit].granularity)
-        widths[layer] = _scale(config.widths[layer], mult, step)
+    widths = {layer: _scale(config.widths[layer], mult, graph.units[unit].step(divisor))
+              for layer, unit in graph.layer_unit.items()}
     return config.replace(widths=widths)
 
 
@@ -228,12 +215,11 @@ def check_config(config: ChannelConfig) -> ChannelGraph:
         extra = [n for n in config.widths if n not in graph.layer_unit]
         raise ValueError(f"{config.family}/{config.variant}: the configuration's layers do not "
                          f"match the network (missing {missing[:5]}, unexpected {extra[:5]})")
-    groups = tuple(tuple(u.layers) for u in graph.units if len(u.layers) > 1)
-    if groups != config.groups:
+    if graph.coupled_groups != config.groups:
         raise ValueError(f"{config.family}/{config.variant}: the configuration's coupled groups "
                          "do not match the network's channel graph")
     for layer, unit in graph.layer_unit.items():
-        step = graph.units[unit].granularity
+        step = graph.units[unit].step()
         if config.widths[layer] % step:
             raise ValueError(f"layer {layer!r}: width {config.widths[layer]} is not a multiple "
                              f"of its group width {step}")
