@@ -346,8 +346,8 @@ def _key(op: ConvOp | LinearOp, layer: nn.Module, cin: int, cout: int) -> str:
 def _standalone(op: ConvOp | LinearOp, layer: nn.Module, cin: int, cout: int
                 ) -> tuple[nn.Module, tuple]:
     """The layer alone at (cin, cout): a module like it and its input shape (no batch)."""
+    from hetero.surgery import conv_like, linear_like
+
     if isinstance(op, LinearOp):
-        return nn.Linear(cin, cout, op.bias), (cin,)
-    conv = nn.Conv2d(cin, cout, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                     _groups(op, cin), op.bias, layer.padding_mode)
-    return conv, (cin, *op.in_size)
+        return linear_like(layer, cin, cout), (cin,)
+    return conv_like(layer, cin, cout, _groups(op, cin)), (cin, *op.in_size)

@@ -249,6 +249,9 @@ def run_trial(spec: TrialSpec, *, on_epoch: EpochCallback | None = None,
 
     torch.manual_seed(spec.seed)
     model = _initial_model(spec, derivation)
+    # The scored wide network and dhp's generated weights served only the start: free them
+    # before training (on a GPU they would hold memory for the whole run).
+    derivation.wide_model = derivation.generated = None
     teacher = _train_teacher(spec, base, data) if spec.protocol.kd_weight > 0 else None
     trainer = Trainer(model, data, spec.protocol, seed=spec.seed, teacher=teacher)
     if checkpoint is not None:
