@@ -63,3 +63,38 @@ def _diverging(config, context, *, kind: str) -> None:
 def diverging(kind: str = keys.KIND_BASELINE):
     by_value()
     return partial(_diverging, kind=kind)
+
+
+def _worse_after_the_first(config, context, *, kind: str, marker_dir: str) -> None:
+    """The first ``kind`` trial to start (its id in a marker file) reports its real accuracy to
+    Tune; every later one reports an accuracy of -1, below any real one: with trials run one at
+    a time, ASHA stops each later trial at its first rung. MLflow still gets the real metrics."""
+    from ray import tune
+
+    if config["hp"]["kind"] != kind:
+        return train_trial(config, context)
+    trial_id = tune.get_context().get_trial_id()
+    marker = Path(marker_dir) / "first"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(marker, "x") as out:
+            out.write(trial_id)
+    except FileExistsError:
+        pass
+    if marker.read_text() == trial_id:   # the first one (or its retry)
+        return train_trial(config, context)
+    real_report = tune.report
+
+    def report_worse(metrics, *args, **kwargs):
+        return real_report({**metrics, keys.METRIC_ACCURACY: -1.0}, *args, **kwargs)
+
+    tune.report = report_worse
+    try:
+        return train_trial(config, context)
+    finally:
+        tune.report = real_report
+
+
+def worse_after_the_first(kind: str, marker_dir: Path):
+    by_value()
+    return partial(_worse_after_the_first, kind=kind, marker_dir=str(marker_dir))

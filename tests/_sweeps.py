@@ -1,5 +1,6 @@
-"""What the sweep tests share: a tiny real sweep spec, its MLflow runs, and a `hetero sweep`
-driver run as a subprocess (to signal, kill and resume) with the processes it started."""
+"""What the sweep tests share: a tiny real sweep spec, a module-wide local Ray, its MLflow runs,
+and a `hetero sweep` driver run as a subprocess (to signal, kill and resume) with the processes it
+started."""
 
 from __future__ import annotations
 
@@ -25,6 +26,18 @@ TINY = {
     "resources": {"cpus": 1, "max_concurrent": 2},  # overlapping trials: a server fronts SQLite
     "retries": 1,
 }
+
+
+# ---------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def local_ray():
+    """One private local Ray for the in-process sweeps of a module (run_sweep reuses it).
+
+    A test module imports it (``from _sweeps import local_ray``) to use it as a fixture."""
+    from sweeps.runner import ray_session
+
+    with ray_session(num_cpus=2):
+        yield
 
 
 # ---------------------------------------------------------------------------- MLflow runs

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from analysis.stats import ci_half_width
 from sweeps import keys
 from sweeps.spec import load_spec
 
@@ -41,9 +42,25 @@ def test_smoke_sweep_pairs_two_seeds_of_one_setting(report):
         expected = 100 * (row[keys.METRIC_ACCURACY] - base.loc[row[keys.PARAM_SEED]])
         assert row["paired_gain_points"] == pytest.approx(expected)
     (summary,) = [r for _, r in report.comparison.paired_summary.iterrows()]
-    assert summary["n_seeds"] == 2
-    assert summary["gain_ci_low"] <= summary["gain_mean"] <= summary["gain_ci_high"]
-    assert summary["outcome"] in report.comparison.paired_verdict
+    gains = paired["paired_gain_points"]
+    assert summary["n_seeds"] == 2 == gains.notna().sum()
+    # the setting's mean gain, its sample std, and the t interval (t(0.975, 1) = 12.7062)
+    assert summary["gain_mean"] == pytest.approx(gains.mean())
+    assert summary["gain_std"] == pytest.approx(gains.std(ddof=1))
+    half = ci_half_width(gains.std(ddof=1), 2)
+    assert half == pytest.approx(12.7062047 * gains.std(ddof=1) / math.sqrt(2), rel=1e-6)
+    assert summary["gain_ci_low"] == pytest.approx(gains.mean() - half)
+    assert summary["gain_ci_high"] == pytest.approx(gains.mean() + half)
+    # the outcome follows the interval's sign, and the verdict counts the one setting under it
+    outcome = ("LW-DNA better" if summary["gain_ci_low"] > 0 else
+               "LW-DNA worse" if summary["gain_ci_high"] < 0 else "not distinguishable")
+    assert summary["outcome"] == outcome
+    counts = {name: int(name == outcome)
+              for name in ("LW-DNA better", "LW-DNA worse", "not distinguishable")}
+    verdict = report.comparison.paired_verdict
+    assert (f"{counts['LW-DNA better']} setting(s) LW-DNA better, {counts['LW-DNA worse']} "
+            f"LW-DNA worse, {counts['not distinguishable']} not distinguishable") in verdict
+    assert f"{summary['gain_mean']:+.2f} points" in verdict and f"n = 2 seeds, {outcome}." in verdict
 
 
 def test_arms_carry_train_accuracy_and_the_gap(report):

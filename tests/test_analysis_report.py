@@ -140,6 +140,45 @@ def test_report_writes_every_file(report):
         assert path.is_file() and path.stat().st_size > 0 and path.parent == report["out"]
 
 
+def test_paired_csv_has_each_settings_gain_over_both_seeds(report):
+    paired = pd.read_csv(report["out"] / "paired.csv")
+    # one row per LW-DNA setting; the stopped-early target 0.4 is not among them
+    settings = list(zip(paired["width_mult"], paired["target"], paired["criterion"], strict=True))
+    assert settings == [(1.5, 0.5, "l1"), (2.0, 0.5, "dhp"), (2.0, 1.0, "dhp")]
+    assert list(paired["flops"]) == [20e6, 20e6, 40e6]
+    # same-seed curves: at 20M, 0.80 + 0.10 / 3 (+ 0.01 in seed 1); at 40M, 0.90: the same gain
+    # in both seeds, so no spread and an interval of zero width above 0
+    gains = [100 * (0.86 - (0.80 + 0.10 / 3)), 100 * (0.88 - (0.80 + 0.10 / 3)),
+             100 * (0.915 - 0.90)]
+    assert paired["gain_mean"].tolist() == pytest.approx(gains)
+    assert paired["gain_std"].tolist() == pytest.approx([0.0] * 3, abs=1e-9)
+    assert paired["gain_ci_low"].tolist() == pytest.approx(gains)
+    assert paired["gain_ci_high"].tolist() == pytest.approx(gains)
+    assert list(paired["n_seeds"]) == [2, 2, 2]
+    assert list(paired["outcome"]) == ["LW-DNA better"] * 3
+    assert [sorted(str(s).split(",")) for s in paired["seeds"]] == [["0", "1"]] * 3
+
+
+def test_arms_csv_has_each_arms_mean_and_interval_over_seeds(report):
+    arms = pd.read_csv(report["out"] / "arms.csv")
+    # one row per arm (baselines first, by FLOPs), the stopped-early trial left out
+    rows = list(zip(arms["kind"], arms["width_mult"], arms["criterion"], arms["flops"],
+                    strict=True))
+    assert rows == [("baseline", 0.5, "uniform", 10e6), ("baseline", 1.0, "uniform", 40e6),
+                    ("baseline", 2.0, "uniform", 160e6), ("lwdna", 1.5, "l1", 20e6),
+                    ("lwdna", 2.0, "dhp", 20e6), ("lwdna", 2.0, "dhp", 40e6)]
+    seed0 = [0.80, 0.90, 0.94, 0.86, 0.88, 0.915]   # TRIALS' accuracies in these rows' order
+    assert arms["accuracy"].tolist() == pytest.approx([a + 0.005 for a in seed0])
+    # the last epoch's train accuracy is the test accuracy + 0.02 (add_trial)
+    assert arms["train_accuracy"].tolist() == pytest.approx([a + 0.025 for a in seed0])
+    assert arms["train_test_gap"].tolist() == pytest.approx([0.02] * 6)
+    assert list(arms["n_seeds"]) == [2] * 6
+    # seeds differ by 0.01: std 0.01 / sqrt 2, half width t(0.975, 1) * std / sqrt 2 = 12.706 * 0.005
+    assert arms["accuracy_ci"].tolist() == pytest.approx([12.7062047 * 0.005] * 6)
+    assert arms["train_accuracy_ci"].tolist() == pytest.approx([12.7062047 * 0.005] * 6)
+    assert arms["train_test_gap_ci"].tolist() == pytest.approx([0.0] * 6, abs=1e-9)
+
+
 def test_trials_csv_has_one_row_per_finished_child(report):
     trials = pd.read_csv(report["out"] / "trials.csv")
     assert len(trials) == len(TRIALS) * len(SEEDS) + 1  # + the stopped-early one

@@ -94,9 +94,14 @@ def test_latency_metrics_exist_and_are_positive(sweep):
     _, _, _, runs, _ = sweep
     for run in runs:
         metrics = run.data.metrics
+        assert set(keys.LATENCY_METRICS) <= set(metrics), sorted(metrics)
         assert all(metrics[m] > 0 for m in (keys.METRIC_LATENCY_MS, keys.METRIC_BATCH_LATENCY_MS,
                                              keys.METRIC_THROUGHPUT))
         assert metrics[keys.METRIC_LATENCY_IQR_MS] >= 0
+        assert metrics[keys.METRIC_BATCH_LATENCY_IQR_MS] >= 0
+        # throughput is the latency batch (8 images) per batch call
+        assert metrics[keys.METRIC_THROUGHPUT] == pytest.approx(
+            8 * 1000 / metrics[keys.METRIC_BATCH_LATENCY_MS], rel=1e-9)
         assert run.data.params[keys.PARAM_LATENCY_BATCH] == "8"
         assert run.data.tags[keys.TAG_LATENCY_DEVICE] == "cpu"
 

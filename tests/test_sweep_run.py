@@ -12,8 +12,9 @@ import signal
 import subprocess
 from pathlib import Path
 
+import _sweeps
 import pytest
-from _injected import fail_after_first_checkpoint
+from _injected import fail_after_first_checkpoint, worse_after_the_first
 from _sweeps import (
     TINY,
     child_runs,
@@ -29,17 +30,11 @@ from sweeps import keys
 from sweeps.spec import spec_from_dict
 
 pytestmark = pytest.mark.slow
+# The module-scoped local Ray the in-process sweeps share (a fixture of _sweeps).
+local_ray = _sweeps.local_ray
+
 
 # -------------------------------------------------------------------- one sweep, many checks
-@pytest.fixture(scope="module")
-def local_ray():
-    """One private local Ray for the in-process sweeps of this module (run_sweep reuses it)."""
-    from sweeps.runner import ray_session
-
-    with ray_session(num_cpus=2):
-        yield
-
-
 @pytest.fixture(scope="module")
 def tiny_sweep(local_ray, tmp_path_factory):
     from mlflow import MlflowClient
@@ -158,9 +153,16 @@ def test_optuna_with_asha_tags_early_stopped_trials_and_leaves_them_off_the_fron
         "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
         "resources": {"cpus": 1, "max_concurrent": 1}, "storage": str(tmp_path / "results")})
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    results = run_sweep(spec, tracking_uri=uri)
+    # The first LW-DNA trial reports its real accuracy to Tune, the two after it (one at a time)
+    # report -1 (an injected wrapper): ASHA stops both at their first rung, epoch 1.
+    worse = worse_after_the_first(keys.KIND_LWDNA, tmp_path / "first-lwdna")
+    results = run_sweep(spec, tracking_uri=uri, trainable=worse)
     assert [t.error for t in results.trials] == [None] * 5
     assert sorted(t.kind for t in results.trials) == ["baseline"] * 2 + ["lwdna"] * 3
+    lwdna = [t for t in results.trials if t.kind == keys.KIND_LWDNA]
+    stopped = {t.trial_id for t in lwdna if t.stopped_early}
+    assert sorted(t.stopped_early for t in lwdna) == [False, True, True], results.summary()
+    assert "2 stopped early" in results.summary()
     # Baselines ran as their own FIFO experiment: never stopped by ASHA.
     assert (tmp_path / "results" / "moo-baselines").is_dir()
     assert not any(t.stopped_early for t in results.trials if t.kind == "baseline")
@@ -173,8 +175,10 @@ def test_optuna_with_asha_tags_early_stopped_trials_and_leaves_them_off_the_fron
         assert run.info.status == "FINISHED"
         assert run.data.tags[keys.TAG_STOPPED_EARLY] == str(trial.stopped_early).lower()
         epochs_run = run.data.metrics[keys.METRIC_EPOCH]
-        assert epochs_run < 3 if trial.stopped_early else epochs_run == 3
+        assert epochs_run == (1 if trial.stopped_early else 3)   # stopped at the first rung
         assert keys.METRIC_FLOPS_RATIO in run.data.metrics  # logged even when stopped early
+    front = {t.trial_id for t in results.pareto()}
+    assert front and not front & stopped, (front, stopped)
     assert all(not t.stopped_early for t in results.pareto())
 
 

@@ -174,8 +174,12 @@ def test_inherit_through_concat_groups_and_flatten_matches_the_masked_network(us
     model = randomize_norms(create_model(config=wide)).eval()
     scores = {u[0]: torch.rand(wide.widths[u[0]]) for u in wide.units()}
     result = shrink_to_target(wide, scores, base_config=base, target=1.0)
+    assert result.config != wide   # channels were removed: the masks below do something
     derived = materialize(result.config, source=model, kept=result.kept).eval().double()
     x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
     with torch.no_grad():
         want = masked(model, wide, result.kept).double()(x)
-        assert (derived(x) - want).abs().max() <= 1e-4
+        got = derived(x)
+        unmasked = model.double()(x)
+    assert (got - want).abs().max() <= 1e-4
+    assert (unmasked - want).abs().max() > 1e-3, "removing channels changed nothing: weak test"
