@@ -19,13 +19,19 @@ __all__ = ["latency_table", "uniform_latency_at"]
 LAT, FLOPS = keys.METRIC_LATENCY_MS, keys.METRIC_FLOPS
 
 
-def uniform_latency_at(trials: pd.DataFrame, flops: float, metric: str = LAT) -> float:
-    """The baselines' ``metric`` at ``flops`` (seed mean, linear in FLOPs); NaN outside them."""
+def uniform_latency_at(trials: pd.DataFrame, flops, metric: str = LAT):
+    """The baselines' ``metric`` at ``flops`` (seed mean, linear in FLOPs); NaN outside them.
+
+    ``flops`` one value (a float back) or many (an array back, the curve built once)."""
     base = trials[(trials["kind"] == keys.KIND_BASELINE) & ~trials["stopped_early"]]
     curve = base.dropna(subset=[metric]).groupby(FLOPS)[metric].mean().sort_index()
-    if curve.empty or not curve.index[0] <= flops <= curve.index[-1]:
-        return float("nan")
-    return float(np.interp(flops, curve.index.to_numpy(float), curve.to_numpy(float)))
+    at = np.asarray(flops, dtype=float)
+    if curve.empty:
+        values = np.full(at.shape, np.nan)
+    else:
+        x, y = curve.index.to_numpy(float), curve.to_numpy(float)
+        values = np.where((at >= x[0]) & (at <= x[-1]), np.interp(at, x, y), np.nan)
+    return float(values) if values.ndim == 0 else values
 
 
 def latency_table(trials: pd.DataFrame, front: Front) -> pd.DataFrame:
@@ -37,7 +43,7 @@ def latency_table(trials: pd.DataFrame, front: Front) -> pd.DataFrame:
     rows = trials[((trials["kind"] == keys.KIND_LWDNA) & trials["run_id"].isin(on_front))
                   | (trials["kind"] == keys.KIND_BASELINE)].dropna(subset=[LAT])
     rows = rows.sort_values(["kind", FLOPS], ascending=[False, True]).copy()
-    rows["uniform_latency_ms"] = [uniform_latency_at(trials, f) for f in rows[FLOPS]]
+    rows["uniform_latency_ms"] = uniform_latency_at(trials, rows[FLOPS].to_numpy(float))
     rows["latency_vs_uniform"] = rows[LAT] / rows["uniform_latency_ms"]
     columns = ["kind", "run_name", FLOPS, keys.METRIC_FLOPS_RATIO, LAT, keys.METRIC_LATENCY_IQR_MS,
                keys.METRIC_BATCH_LATENCY_MS, keys.METRIC_THROUGHPUT, "uniform_latency_ms",

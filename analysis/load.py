@@ -12,11 +12,9 @@ keys.ARTIFACT_CONFIG) and ``base_widths`` (the width-1.0 baseline, keys.ARTIFACT
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -24,12 +22,12 @@ import mlflow.artifacts
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run
-from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 
 from analysis.errors import AnalysisError
 from hetero.trial import defaults as trial_defaults
 from sweeps import keys
+from sweeps.tracking import no_artifact_progress_bars
 
 TRIAL_KINDS = (keys.KIND_LWDNA, keys.KIND_BASELINE)
 # Columns from the trial's own settings (hetero.trial.TrialSpec declares them): numbers as
@@ -65,7 +63,7 @@ class Sweep:
     n_unfinished: int              # child runs skipped because status != FINISHED
     other_parent_run_ids: tuple[str, ...] = ()  # older re-runs of the sweep in the experiment
     n_failed: int = 0              # of n_unfinished: FAILED (diverged, crashed), never on a front
-    status: str = "FINISHED"       # the parent's: KILLED when the sweep was interrupted
+    status: str = keys.STATUS_FINISHED  # the parent's: KILLED when the sweep was interrupted
 
 
 def load_sweep(experiment: str | None = None, *, parent_run_id: str | None = None,
@@ -76,7 +74,7 @@ def load_sweep(experiment: str | None = None, *, parent_run_id: str | None = Non
     client = MlflowClient(tracking_uri=uri)
     parent, exp, others = _find_parent(client, uri, experiment, parent_run_id)
     children = _search_children(client, exp.experiment_id, parent.info.run_id)
-    finished = [r for r in children if r.info.status == "FINISHED"
+    finished = [r for r in children if r.info.status == keys.STATUS_FINISHED
                 and r.data.tags.get(keys.TAG_KIND) in TRIAL_KINDS]
     name = parent.data.tags.get(keys.TAG_SWEEP) or parent.info.run_name
     if not finished:
@@ -85,12 +83,12 @@ def load_sweep(experiment: str | None = None, *, parent_run_id: str | None = Non
             f"finished trial ({len(children)} child runs, none FINISHED with kind "
             f"{'/'.join(TRIAL_KINDS)}): wait for the sweep to finish, or pick another sweep "
             "with --parent-run-id")
-    with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
+    with tempfile.TemporaryDirectory() as tmp, no_artifact_progress_bars():
         rows = [_trial_row(run, uri, Path(tmp)) for run in finished]
     return Sweep(uri, exp.name, exp.experiment_id, parent.info.run_id, name, _to_frame(rows),
-                 n_unfinished=sum(r.info.status != "FINISHED" for r in children),
+                 n_unfinished=sum(r.info.status != keys.STATUS_FINISHED for r in children),
                  other_parent_run_ids=tuple(others),
-                 n_failed=sum(r.info.status == "FAILED" for r in children),
+                 n_failed=sum(r.info.status == keys.STATUS_FAILED for r in children),
                  status=parent.info.status)
 
 
@@ -303,21 +301,6 @@ def _read_widths(path: Path) -> dict[str, int] | None:
         return {layer: int(w) for layer, w in widths.items()}
     except (ValueError, AttributeError):
         return None  # a damaged config should not hide the rest of the sweep
-
-
-@contextmanager
-def _quiet_downloads():
-    """MLflow draws a progress bar per downloaded file; dozens of them drown the CLI output."""
-    name = MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name
-    before = os.environ.get(name)
-    os.environ[name] = "false"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
 
 
 def _to_frame(rows: list[dict]) -> pd.DataFrame:

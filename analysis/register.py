@@ -50,9 +50,11 @@ def register_winners(sweep: Sweep, front: Front, name: str) -> list[RegisteredVe
     mlflow.set_tracking_uri(sweep.tracking_uri)
     client = MlflowClient(tracking_uri=sweep.tracking_uri, registry_uri=sweep.tracking_uri)
     _ensure_registered_model(client, name, sweep)
+    versions = _versions_by_run(client, name, [row["run_id"] for _, row in chosen])
     out = []
     for alias, row in chosen:
-        version = _version_for(client, name, row, sweep.name)
+        version = versions.get(row["run_id"]) or _new_version(client, name, row, sweep.name)
+        versions[row["run_id"]] = version
         client.set_registered_model_alias(name, alias, version)
         out.append(RegisteredVersion(name, version, alias, row["run_id"],
                                      *(float(row[m]) for m in TAGGED_METRICS[:3])))
@@ -94,11 +96,18 @@ def _ensure_registered_model(client: MlflowClient, name: str, sweep: Sweep) -> N
                                 f"{sweep.tracking_uri}: {exc.message}") from None
 
 
-def _version_for(client: MlflowClient, name: str, row: pd.Series, sweep: str) -> str:
-    """The version of ``name`` holding this run's model: the existing one, else a new one."""
-    existing = client.search_model_versions(f"name = '{name}' and run_id = '{row['run_id']}'")
-    if existing:
-        return existing[0].version
+def _versions_by_run(client: MlflowClient, name: str, run_ids: list[str]) -> dict[str, str]:
+    """{run id: version of ``name`` holding its model} for the runs already registered (one
+    query for all of them)."""
+    listed = ", ".join(f"'{r}'" for r in dict.fromkeys(run_ids))
+    found: dict[str, str] = {}
+    for version in client.search_model_versions(f"name = '{name}' and run_id IN ({listed})"):
+        found.setdefault(version.run_id, version.version)
+    return found
+
+
+def _new_version(client: MlflowClient, name: str, row: pd.Series, sweep: str) -> str:
+    """A new version of ``name`` holding this run's model."""
     tags = {m: repr(float(row[m])) for m in TAGGED_METRICS if _finite(row.get(m))}
     tags.update({keys.TAG_KIND: row["kind"], keys.TAG_SWEEP: sweep, "run_name": row["run_name"]})
     version = client.create_model_version(name, source=row["model_uri"], run_id=row["run_id"],

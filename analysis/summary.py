@@ -103,7 +103,7 @@ def _overview(sweep: Sweep, front: Front, aggregated: bool) -> str:
              "or running runs left out of every front and comparison",
              f"- sweep status: {sweep.status}"
              + (" (interrupted: finish it with `hetero sweep SPEC --resume --name "
-                f"{sweep.name}`)" if sweep.status == "KILLED" else ""),
+                f"{sweep.name}`)" if sweep.status == keys.STATUS_KILLED else ""),
              "- seeds: " + ("averaged per setting (mean ± sample std)" if aggregated
                             else "one per setting (no averaging)")]
     if sweep.other_parent_run_ids:

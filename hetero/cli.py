@@ -113,9 +113,10 @@ def _load_config(path: str):
     try:
         text = read_user_text(path, "--config", "an LW-DNA JSON file (lwdna.json written by "
                               "hetero run)")
-        return ChannelConfig.from_json(text)
     except UserFileError as exc:
         raise CliError(str(exc)) from None
+    try:
+        return ChannelConfig.from_json(text)
     except (ValueError, KeyError, TypeError) as exc:  # JSON or field errors
         raise CliError(f"--config {path} is not a valid channel configuration ({exc}): pass "
                        "an LW-DNA JSON written by hetero shrink/run") from None

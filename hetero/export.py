@@ -21,7 +21,6 @@ __all__ = ["FORMATS", "ExportCheck", "export_module", "run_exported", "check_exp
            "export_and_check", "DEFAULT_TOLERANCE"]
 
 FORMATS = ("onnx", "torchscript", "pt2")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "pt2": ".pt2"}
 DEFAULT_TOLERANCE = 1e-4   # max |exported - PyTorch| on fp32 logits
 ONNX_OPSET = 17
 

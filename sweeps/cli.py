@@ -76,23 +76,27 @@ def command(args: argparse.Namespace) -> int:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    import json
-
     import torch
 
+    from hetero.config import ChannelConfig
     from hetero.export import DEFAULT_TOLERANCE, export_and_check
-    from sweeps.mlmodel import load_network, test_batch
+    from sweeps import keys
+    from sweeps.mlmodel import EXTRA_DIR, example_input, load_network, read_extra, test_batch
 
     model, folder = load_network(args.model, args.tracking_uri)
     batch = test_batch(folder, args.batch)
     source = "test images"
     if batch is None:
-        config = json.loads((folder / "extra_files" / "lwdna.json").read_text())
-        batch = torch.randn(args.batch, config["in_channels"], config["input_size"],
-                            config["input_size"], generator=torch.Generator().manual_seed(0))
+        text = read_extra(folder, keys.ARTIFACT_CONFIG)
+        if text is None:
+            raise FileNotFoundError(f"model folder {folder} has no {EXTRA_DIR}/"
+                                    f"{keys.ARTIFACT_CONFIG} (not a hetero network): pass a "
+                                    "sweep trial's run id or the model/ folder `hetero run` wrote")
+        config = ChannelConfig.from_json(text)
+        batch = torch.from_numpy(example_input(config, args.batch))
         source = "random inputs (the model's dataset is not available here)"
     check = export_and_check(model, batch[:1], args.format, args.out, check_batch=batch)
-    ok = check.max_abs_diff <= DEFAULT_TOLERANCE
+    ok = check.ok()
     print(f"wrote {check.path} ({args.format}); max |{args.format} - PyTorch| over "
           f"{check.batch_size} {source}: {check.max_abs_diff:.3g} "
           f"({'<=' if ok else '>'} {DEFAULT_TOLERANCE:g}: {'ok' if ok else 'MISMATCH'})")

@@ -59,7 +59,6 @@ PARAM_EPOCHS = _param("epochs")
 PARAM_MODEL = _param("model")
 PARAM_VARIANT = _param("variant")
 PARAM_DATASET = _param("dataset")
-PARAM_INIT = _param("init")
 PARAM_LATENCY_BATCH = "latency_batch"  # the throughput batch of the latency metrics (sweep-level)
 
 # ---- metrics ---------------------------------------------------------------------------------
@@ -107,6 +106,10 @@ ARTIFACT_WIDTH_PLOT = "widths.png"
 ARTIFACT_SPEC = "sweep.yaml"            # on the parent run
 ARTIFACT_REPORT_DIR = "report"          # on the parent run: hetero pareto output
 MODEL_NAME = "model"                    # the logged network: runs:/<run_id>/model
+
+# ---- run statuses (MLflow's RunStatus names: what sweeps set, what analysis filters on) -----
+STATUS_RUNNING, STATUS_FINISHED = "RUNNING", "FINISHED"
+STATUS_FAILED, STATUS_KILLED = "FAILED", "KILLED"
 
 # ---- spec values ---------------------------------------------------------------------------------
 MODELS_ALL, MODELS_NONE = "all", "none"  # tracking.models: log every trained network, or none

@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from sweeps import keys
+from sweeps.tracking import no_artifact_progress_bars, resolve_tracking_uri
 
 __all__ = ["rebuild_network", "example_input", "save_network", "log_network", "load_network",
-           "read_extra", "is_model_folder", "test_batch", "MODEL_NAME", "EXTRA_DIR"]
+           "read_extra", "is_model_folder", "test_batch", "run_model_uri", "MODEL_NAME",
+           "EXTRA_DIR"]
 
 MODEL_NAME = keys.MODEL_NAME  # runs:/<run_id>/model
 EXTRA_DIR = "extra_files"     # where MLflow puts extra_files inside the model folder
 TRIAL_FILE, PROTOCOL_FILE = "trial.json", "protocol.json"
-# MLflow draws a progress bar per file it copies; saving or loading one model needs none.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # Pickle is chosen on purpose (see _flavor_args); MLflow warns about it on every save, which in a
 # sweep is one identical warning per trial.
 logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
@@ -100,7 +99,7 @@ def save_network(model, path, *, config, trial: dict[str, Any],
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, no_artifact_progress_bars():
         mlflow.pytorch.save_model(model.eval(), str(path),
                                   **_flavor_args(model, config, trial, metadata or {}, Path(tmp)))
     return path
@@ -120,7 +119,7 @@ def log_network(tracking_uri: str, experiment_id: str, run_id: str, model, *, co
     # experiment: elsewhere, runs:/<run_id>/model would not find it.
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment_id=experiment_id)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, no_artifact_progress_bars():
         info = mlflow.pytorch.log_model(model.eval(), name=MODEL_NAME, run_id=run_id, step=step,
                                         **_flavor_args(model, config, trial, metadata or {},
                                                        Path(tmp)))
@@ -131,6 +130,11 @@ def is_model_folder(ref: str) -> bool:
     return (Path(ref) / "MLmodel").is_file()
 
 
+def run_model_uri(run_id: str) -> str:
+    """The MLflow model URI of the network a run logged (``runs:/<run_id>/model``)."""
+    return f"runs:/{run_id}/{MODEL_NAME}"
+
+
 def _model_uri(ref: str) -> str:
     """A model folder, an MLflow model URI, or a run id (its ``model``)."""
     if is_model_folder(ref) or "://" in ref or ref.startswith(("models:/", "runs:/")):
@@ -139,7 +143,7 @@ def _model_uri(ref: str) -> str:
         raise FileNotFoundError(f"{ref} is not an MLflow model folder (no MLmodel file): pass "
                                 "the folder `hetero run --out` wrote (its model/ subfolder) or "
                                 "a run id")
-    return f"runs:/{ref}/{MODEL_NAME}"
+    return run_model_uri(ref)
 
 
 def load_network(ref: str, tracking_uri: str | None = None):
@@ -147,16 +151,15 @@ def load_network(ref: str, tracking_uri: str | None = None):
     import mlflow
     import mlflow.pytorch
 
-    from sweeps.tracking import resolve_tracking_uri
-
     uri = _model_uri(ref)
     if not is_model_folder(ref):
         mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     folder = Path(ref) if is_model_folder(ref) else Path(tempfile.mkdtemp(prefix="hetero-model-"))
     # With dst_path MLflow downloads the model folder there (the extra files included).
-    model = mlflow.pytorch.load_model(uri if folder != Path(ref) else str(folder),
-                                      dst_path=None if folder == Path(ref) else str(folder),
-                                      map_location="cpu")
+    with no_artifact_progress_bars():
+        model = mlflow.pytorch.load_model(uri if folder != Path(ref) else str(folder),
+                                          dst_path=None if folder == Path(ref) else str(folder),
+                                          map_location="cpu")
     return model.eval(), _mlmodel_root(folder)
 
 

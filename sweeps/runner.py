@@ -28,8 +28,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hetero.trial import TrialSpec
 from sweeps import keys
 from sweeps.spec import (
@@ -43,10 +41,6 @@ from sweeps.spec import (
 )
 from sweeps.spec import smoke_test as make_smoke_spec
 from sweeps.tracking import (
-    FAILED,
-    FINISHED,
-    KILLED,
-    RUNNING,
     TrackingError,
     TrialTracking,
     artifact_location,
@@ -219,9 +213,7 @@ def _run_with_parent(spec: SweepSpec, sweep: str, uri: str, storage: str, *,
     experiment_id = ensure_experiment(client, spec.experiment, location)
     if not resume:
         close_stale_runs(client, experiment_id, requested)
-    spec_yaml = yaml.safe_dump(spec.to_dict(), sort_keys=False)
-    parent = open_parent_run(client, experiment_id, sweep=sweep, spec_yaml=spec_yaml,
-                             resume=resume)
+    parent = open_parent_run(client, experiment_id, sweep=sweep, spec=spec, resume=resume)
     tracking = TrialTracking(uri, experiment_id, parent, sweep)
     results = SweepResults(sweep, spec.experiment, parent, uri, f"{storage}/{sweep}")
     try:
@@ -232,11 +224,11 @@ def _run_with_parent(spec: SweepSpec, sweep: str, uri: str, storage: str, *,
         _reconcile(client, tracking, results.trials)
     except SweepInterrupted as exc:
         _reconcile(client, tracking, exc.outcomes)
-        finish_parent_run(client, parent, KILLED)
+        finish_parent_run(client, parent, keys.STATUS_KILLED)
         raise
     except BaseException as exc:
-        _close_after_error(client, tracking, KILLED if isinstance(exc, KeyboardInterrupt)
-                           else FAILED)
+        _close_after_error(client, tracking, keys.STATUS_KILLED
+                           if isinstance(exc, KeyboardInterrupt) else keys.STATUS_FAILED)
         raise
     finish_parent_run(client, parent, _sweep_status(results.trials))
     return results
@@ -255,7 +247,7 @@ def _close_after_error(client, tracking: TrialTracking, status: str) -> None:
 def _sweep_status(trials: list[TrialOutcome]) -> str:
     # A sweep in which no trial produced a result did not happen: the UI must not show success.
     failed = trials and all(t.error is not None for t in trials)
-    return FAILED if failed else FINISHED
+    return keys.STATUS_FAILED if failed else keys.STATUS_FINISHED
 
 
 def _storage_path(storage: str) -> str:
@@ -450,11 +442,10 @@ def _context(spec: SweepSpec, tracking: TrialTracking, trial_uri: str,
                       data_dir=str(Path(data_dir).expanduser().resolve()) if data_dir else None,
                       download=spec.dataset.download, **spec.space.fixed_settings(),
                       protocol=spec.protocol)
-    varying = tuple(d for d in spec.space.DIMENSIONS if len(spec.space.values(d)) > 1)
     trial_tracking = TrialTracking(trial_uri, tracking.experiment_id, tracking.parent_run_id,
                                    tracking.sweep)
     return TrialContext(fixed=fixed, tracking=trial_tracking, model_label=spec.model.name,
-                        family=base.family, variant=base.variant, varying=varying,
+                        family=base.family, variant=base.variant, varying=spec.space.varying(),
                         threads=thread_count(spec.resources.cpus),
                         log_models=spec.tracking.models == keys.MODELS_ALL,
                         latency_batch=spec.tracking.latency_batch)
@@ -619,11 +610,12 @@ def _reconcile(client, tracking: TrialTracking, outcomes: list[TrialOutcome]) ->
     """Fix up child runs a worker could not close itself (stopped early, interrupted, killed)."""
     for outcome in outcomes:
         if outcome.stopped_early:
-            mark_child_run(client, tracking, outcome.trial_id, status=FINISHED,
+            mark_child_run(client, tracking, outcome.trial_id, status=keys.STATUS_FINISHED,
                            stopped_early=True)
         elif outcome.interrupted:  # its worker may have closed it as if a scheduler stopped it
-            mark_child_run(client, tracking, outcome.trial_id, status=KILLED,
+            mark_child_run(client, tracking, outcome.trial_id, status=keys.STATUS_KILLED,
                            stopped_early=False)
     for run in child_runs(client, tracking):
-        if run.info.status == RUNNING:
-            client.set_terminated(run.info.run_id, KILLED)  # an attempt whose process died
+        if run.info.status == keys.STATUS_RUNNING:
+            # an attempt whose process died
+            client.set_terminated(run.info.run_id, keys.STATUS_KILLED)

@@ -83,6 +83,12 @@ def _combinations(self) -> list[dict[str, Any]]:
     return [dict(zip(self.DIMENSIONS, combo, strict=True)) for combo in itertools.product(*lists)]
 
 
+def _varying(self) -> tuple[str, ...]:
+    """The searched dimensions with more than one value (a {low, high} range included), in
+    DIMENSIONS order: what tells the sweep's trials apart."""
+    return tuple(d for d in self.DIMENSIONS if len(self.values(d)) > 1)
+
+
 def _fixed_settings(self) -> dict[str, Any]:
     """The TrialSpec fields every trial of the sweep shares."""
     return {name: getattr(self, name) for name in FIXED}
@@ -95,7 +101,7 @@ SpaceSpec = make_dataclass(
        for name in FIXED],
     frozen=True,
     namespace={"DIMENSIONS": tuple(AXES), "values": _values, "combinations": _combinations,
-               "fixed_settings": _fixed_settings,
+               "varying": _varying, "fixed_settings": _fixed_settings,
                "__doc__": "The sweep's search space: TrialSpec's axis and fixed settings."},
 )
 
@@ -462,8 +468,7 @@ def _check_combined(spec: SweepSpec) -> None:
     if search.type == "grid" and search.num_samples != 1:
         raise SpecError("search.num_samples applies to random and optuna only; grid runs every "
                         "combination once (list more seeds to repeat trials)")
-    if search.type == "optuna" and not any(len(spec.space.values(d)) > 1
-                                           for d in spec.space.DIMENSIONS):
+    if search.type == "optuna" and not spec.space.varying():
         raise SpecError("search.type optuna needs a space with at least one list of two or "
                         "more values; with a single combination use type: grid")
     ranged = [d for d in spec.space.DIMENSIONS if isinstance(spec.space.values(d), Range)]
@@ -480,17 +485,13 @@ def _check_combined(spec: SweepSpec) -> None:
 
 def load_spec(path: str | os.PathLike, *, check: bool = True) -> SweepSpec:
     """Read and validate a sweep YAML file."""
-    import yaml
-
     from hetero.files import UserFileError, read_user_text
 
     try:
-        data = yaml.safe_load(read_user_text(
-            path, "sweep spec", "a YAML file, e.g. sweeps/configs/quickstart.yaml"))
+        data = read_user_text(path, "sweep spec",
+                              "a YAML file, e.g. sweeps/configs/quickstart.yaml", parse="yaml")
     except UserFileError as exc:
         raise SpecError(str(exc)) from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"sweep spec {os.fspath(path)!r} is not valid YAML: {exc}") from None
     try:
         return spec_from_dict(data, check=check)
     except SpecError as exc:

@@ -15,20 +15,25 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeps import keys
+
+if TYPE_CHECKING:
+    from sweeps.spec import SweepSpec
 
 __all__ = ["TrackingError", "TrialTracking", "TrialRun", "default_tracking_uri",
            "resolve_tracking_uri", "is_sqlite", "sqlite_path", "check_tracking",
            "artifact_location", "ensure_experiment", "sweep_description", "open_parent_run",
            "finish_parent_run", "find_child_run", "child_runs", "mark_child_run", "git_commit",
-           "is_loopback_uri", "close_stale_runs", "tracking_uri_problem"]
+           "is_loopback_uri", "close_stale_runs", "tracking_uri_problem",
+           "no_artifact_progress_bars"]
 
 DEFAULT_DB = "mlflow.db"
-RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
 
 
 class TrackingError(RuntimeError):
@@ -109,6 +114,22 @@ def tracking_uri_problem(uri: str) -> str | None:
     return None
 
 
+@contextmanager
+def no_artifact_progress_bars() -> Iterator[None]:
+    """MLflow draws a progress bar per artifact file it downloads (or uploads in parts): loading
+    one model, a sweep's dozens of configs or a trial's model in Tune's output need none. Scoped,
+    and an explicit ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR`` of the user's wins."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # mlflow.environment_variables, read per call
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
 # ------------------------------------------------------------------------------ reachability
 def check_tracking(uri: str, *, timeout: float = 5.0) -> None:
     """Raise :class:`TrackingError` unless runs can be logged at ``uri`` (checked up front)."""
@@ -165,18 +186,20 @@ def ensure_experiment(client, name: str, location: str | None) -> str:
     return experiment_id
 
 
-def sweep_description(spec_dict: dict[str, Any], experiment_id: str, run_id: str) -> str:
-    """The parent run's description (markdown): what the sweep was, and where its report is."""
-    space, search = spec_dict.get("space", {}), spec_dict.get("search", {})
-    model, dataset = spec_dict["model"], spec_dict["dataset"]
-    searched = ", ".join(f"{k} {v}" for k, v in space.items()
-                         if k in ("width_mults", "targets", "criteria", "remain_ratios", "seeds")
-                         and (isinstance(v, dict) or len(v) > 1))
+def sweep_description(spec: SweepSpec, experiment_id: str, run_id: str) -> str:
+    """The parent run's description (markdown): what the sweep was (the settings it searches
+    are ``spec.space.varying()``), and where its report is."""
+    from sweeps.spec import AXES, Range
+
+    def shown(values) -> Any:  # as the logged sweep.yaml writes them
+        return values.to_dict() if isinstance(values, Range) else list(values)
+
+    searched = ", ".join(f"{AXES[d]} {shown(spec.space.values(d))}" for d in spec.space.varying())
     report = f"#/experiments/{experiment_id}/runs/{run_id}/artifacts/{keys.ARTIFACT_REPORT_DIR}"
-    return (f"**Sweep {spec_dict['name']}**: widen-shrink LW-DNA search on "
-            f"{model['name']} / {dataset['name']}, {search.get('type', 'grid')} search over "
+    return (f"**Sweep {spec.name}**: widen-shrink LW-DNA search on "
+            f"{spec.model.name} / {spec.dataset.name}, {spec.search.type} search over "
             f"{searched or 'one combination'}; uniform baselines at widths "
-            f"{spec_dict.get('baselines')}; {spec_dict['protocol']['epochs']} epochs per trial."
+            f"{list(spec.baselines)}; {spec.protocol.epochs} epochs per trial."
             f"\n\nEach child run is one trial (its trained network under Models). Report: "
             f"[{keys.ARTIFACT_REPORT_DIR}/summary.md]({report}) after `hetero pareto "
             f"--experiment <name> --out report` (front, LW-DNA vs uniform, latency).")
@@ -190,11 +213,14 @@ def _find_parent_run(client, experiment_id: str, sweep: str):
     return found[0] if found else None
 
 
-def open_parent_run(client, experiment_id: str, *, sweep: str, spec_yaml: str,
-                    resume: bool, tags: dict[str, str] | None = None) -> str:
-    """The sweep's parent run: reused on resume, created otherwise (spec logged as artifact)."""
+def open_parent_run(client, experiment_id: str, *, sweep: str, spec: SweepSpec, resume: bool,
+                    tags: dict[str, str] | None = None) -> str:
+    """The sweep's parent run: reused on resume, created otherwise (spec logged as a YAML
+    artifact, and described)."""
+    import yaml
+
     if resume and (run := _find_parent_run(client, experiment_id, sweep)) is not None:
-        client.update_run(run.info.run_id, status=RUNNING)
+        client.update_run(run.info.run_id, status=keys.STATUS_RUNNING)
         return run.info.run_id
     if resume:
         print(f"note: no parent run of sweep {sweep!r} in this tracking store; resuming under a "
@@ -202,19 +228,14 @@ def open_parent_run(client, experiment_id: str, *, sweep: str, spec_yaml: str,
     run_tags = {keys.TAG_KIND: keys.KIND_SWEEP, keys.TAG_SWEEP: sweep,
                 keys.TAG_GIT_COMMIT: git_commit(), **(tags or {})}
     run = client.create_run(experiment_id, run_name=sweep, tags=run_tags)
-    client.log_text(run.info.run_id, spec_yaml, keys.ARTIFACT_SPEC)
-    _describe_parent(client, experiment_id, run.info.run_id, spec_yaml)
+    client.log_text(run.info.run_id, yaml.safe_dump(spec.to_dict(), sort_keys=False),
+                    keys.ARTIFACT_SPEC)
+    client.set_tag(run.info.run_id, keys.TAG_NOTE,
+                   sweep_description(spec, experiment_id, run.info.run_id))
     return run.info.run_id
 
 
-def _describe_parent(client, experiment_id: str, run_id: str, spec_yaml: str) -> None:
-    import yaml
-
-    text = sweep_description(yaml.safe_load(spec_yaml), experiment_id, run_id)
-    client.set_tag(run_id, keys.TAG_NOTE, text)
-
-
-def finish_parent_run(client, run_id: str, status: str = FINISHED) -> None:
+def finish_parent_run(client, run_id: str, status: str = keys.STATUS_FINISHED) -> None:
     client.set_terminated(run_id, status)
 
 
@@ -227,13 +248,13 @@ def close_stale_runs(client, experiment_id: str, sweep: str) -> int:
     stale = client.search_runs(
         [experiment_id], max_results=1000,
         filter_string=f"tags.{keys.TAG_KIND} = '{keys.KIND_SWEEP}' and tags.{keys.TAG_SWEEP} = "
-                      f"'{sweep}' and attributes.status = '{RUNNING}'")
+                      f"'{sweep}' and attributes.status = '{keys.STATUS_RUNNING}'")
     for parent in stale:
         tracking = TrialTracking("", experiment_id, parent.info.run_id, sweep)
         for child in child_runs(client, tracking):
-            if child.info.status == RUNNING:
-                client.set_terminated(child.info.run_id, KILLED)
-        client.set_terminated(parent.info.run_id, KILLED)
+            if child.info.status == keys.STATUS_RUNNING:
+                client.set_terminated(child.info.run_id, keys.STATUS_KILLED)
+        client.set_terminated(parent.info.run_id, keys.STATUS_KILLED)
         print(f"note: an earlier run of sweep {sweep!r} (parent run {parent.info.run_id}) was "
               f"still RUNNING with no driver; marked it and its running trials KILLED (continue "
               f"it instead with --resume --name {sweep})", file=sys.stderr, flush=True)
@@ -314,7 +335,7 @@ class TrialRun:
         client = MlflowClient(tracking.uri)
         existing = find_child_run(client, tracking, trial_id)
         if existing is not None:
-            client.update_run(existing.info.run_id, status=RUNNING)
+            client.update_run(existing.info.run_id, status=keys.STATUS_RUNNING)
             return cls(client, existing.info.run_id, time.perf_counter() - start, existing)
         run_tags = {**tags, keys.TAG_TRIAL_ID: trial_id, keys.TAG_SWEEP: tracking.sweep,
                     keys.TAG_PARENT_RUN_ID: tracking.parent_run_id}
@@ -347,7 +368,7 @@ class TrialRun:
             self.client.set_tag(self.run_id, keys.TAG_FAILURE, message[:5000])
         except Exception as exc:  # best effort, like end()
             print(f"warning: could not tag MLflow run {self.run_id}: {exc}", file=sys.stderr)
-        self.end(FAILED)
+        self.end(keys.STATUS_FAILED)
 
     def finish(self, result, *, step: int, metrics: dict[str, float]) -> None:
         """Final metrics, tags and artifacts of a trial that ran to the end; status FINISHED."""
@@ -362,7 +383,7 @@ class TrialRun:
         # One more small call so the total includes the artifacts (the rest is milliseconds).
         self.seconds += time.perf_counter() - start
         self.client.log_metric(self.run_id, keys.METRIC_TRACKING_SECONDS, self.seconds, step=step)
-        self.client.set_terminated(self.run_id, FINISHED)
+        self.client.set_terminated(self.run_id, keys.STATUS_FINISHED)
 
     def end(self, status: str, *, stopped_early: bool = False) -> None:
         """Close a run that did not finish; best effort (it runs while an error propagates)."""

@@ -17,7 +17,7 @@ from typing import Any
 from hetero.errors import TrainingDiverged
 from hetero.trial import TrialSpec
 from sweeps import keys
-from sweeps.tracking import FAILED, FINISHED, TrialRun, TrialTracking
+from sweeps.tracking import TrialRun, TrialTracking
 
 __all__ = ["TrialContext", "train_trial", "trial_spec", "run_name", "trial_name", "trial_dirname",
            "CHECKPOINT_FILE"]
@@ -115,7 +115,7 @@ def _tags(context: TrialContext, spec) -> dict[str, str]:
 
     return {keys.TAG_KIND: spec.kind, keys.TAG_MODEL: context.family,
             keys.TAG_VARIANT: context.variant, keys.TAG_DATASET: spec.dataset,
-            keys.TAG_CRITERION: "uniform" if spec.baseline else spec.criterion,
+            keys.TAG_CRITERION: keys.BASELINE_CRITERION if spec.baseline else spec.criterion,
             keys.TAG_NODE_IP: ray.util.get_node_ip_address()}
 
 
@@ -190,13 +190,13 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
                                    reporter.last_checkpoint or restored)
     except SystemExit:
         # Tune stops a trial (e.g. ASHA) by raising SystemExit inside tune.report.
-        run.end(FINISHED, stopped_early=True)
+        run.end(keys.STATUS_FINISHED, stopped_early=True)
         raise
     except TrainingDiverged as exc:
         run.fail(str(exc))
         raise
     except BaseException:
-        run.end(FAILED)
+        run.end(keys.STATUS_FAILED)
         raise
     final = {**result.metrics(), **outputs,
              keys.METRIC_TRIAL_SECONDS: time.perf_counter() - start,
@@ -215,7 +215,7 @@ def _fail_again_if_diverged(run: TrialRun) -> None:
     # diverging again. Tune retries every error, so the retry ends at once with the same reason.
     reason = run.previous_tags.get(keys.TAG_FAILURE)
     if reason:
-        run.end(FAILED)
+        run.end(keys.STATUS_FAILED)
         raise TrainingDiverged(reason)
 
 
@@ -289,13 +289,15 @@ def _log_model(context: TrialContext, run: TrialRun, spec, result, model) -> Non
 
 def _description(spec, result, run_id: str) -> str:
     """The child run's description in the UI: what the network is and how to use it."""
+    from sweeps.mlmodel import run_model_uri
+
     what = (f"Uniform {spec.model} at width {spec.width_mult:g}" if spec.baseline else
             f"LW-DNA of {spec.model}: widened {spec.width_mult:g}x, scored with "
             f"{spec.criterion}, shrunk to {spec.target:g} of the width-1.0 baseline's "
             f"{spec.target_metric}")
     return (f"{what}; test accuracy {result.accuracy:.4f}, {result.flops:,} FLOPs "
             f"({result.flops_ratio:.3f} of the baseline), trained {result.epochs} epochs on "
-            f"{spec.dataset}.\n\n`mlflow.pytorch.load_model(\"runs:/{run_id}/model\")` · "
+            f"{spec.dataset}.\n\n`mlflow.pytorch.load_model(\"{run_model_uri(run_id)}\")` · "
             f"`hetero export {run_id} --format onnx --out net.onnx`")
 
 
@@ -317,8 +319,6 @@ def _prepare_worker(context: TrialContext) -> None:
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    # Logging a model downloads nothing the user asked for: no progress bars in Tune's output.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def thread_count(cpus: float) -> int:

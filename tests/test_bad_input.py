@@ -89,10 +89,13 @@ CASES = [
     (["run", "--model", "foonet", "--out", "out"], "unknown model 'foonet'"),
     (["complexity", "resnet20", "--config", "a_folder"], "is a folder: pass the path of an LW-DNA JSON"),
     (["complexity", "resnet20", "--config", "truncated.json"], "truncated.json is not a valid"),
+    (["complexity", "resnet20", "--config", "report.txt/x"],
+     "cannot be read (Not a directory): pass the path of an LW-DNA JSON"),
     (["complexity", "vgg16", "--config", "resnet.json"], "pass the model the configuration"),
     # hetero sweep: spec files, names, stores, data, resume
     (["sweep", "a_folder"], "is a folder: pass the path of a YAML file"),
     (["sweep", "binary.yaml"], "binary.yaml"),
+    (["sweep", "report.txt/spec.yaml"], "cannot be read (Not a directory): pass the path of a YAML"),
     (["sweep", "spec.yaml", "--tracking-uri", "foo://bar"], "pass sqlite:///PATH.db"),
     (["sweep", "spec.yaml", "--tracking-uri", "sqlite://mlflow.db"], "three slashes"),
     (["sweep", "spec.yaml", "--name", "../../X", *SWEEP_URI], "pass another --name"),

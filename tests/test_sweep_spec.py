@@ -86,10 +86,14 @@ def test_unreachable_combination_is_refused_naming_it():
 
 def test_a_latency_target_is_left_to_the_trials_device():
     # Only the device that runs the trial can time what the floors allow: no FLOPs-style check.
-    spec = spec_with(space={"target_metric": "latency", "targets": [0.3, 1.0],
-                            "remain_ratios": [0.4]})
+    space = {"targets": [0.3, 1.0], "remain_ratios": [0.4]}
+    spec = spec_with(space={"target_metric": "latency", **space})
     assert spec.space.target_metric == "latency"
     assert list(spec.space.targets) == [0.3, 1.0]
+    # the same space with a FLOPs target is checked, and 0.3 is out of reach at width 2
+    message = error_of(space={"target_metric": "flops", **space})
+    assert message.startswith("unreachable combinations")
+    assert "width_mult 2, remain_ratio 0.4, linear_ratio 0.45, target 0.3 (flops;" in message
 
 
 def test_random_search_cannot_ask_for_more_points_than_exist():
@@ -99,7 +103,9 @@ def test_random_search_cannot_ask_for_more_points_than_exist():
 
 def test_there_is_no_testing_section():
     # Faults are injected by the tests (run_sweep(trainable=...)), never through the spec.
-    assert "testing" in error_of(testing={"fail_first_attempt": True})
+    message = error_of(testing={"fail_first_attempt": True})
+    assert message.startswith("unknown key 'testing'; allowed keys at the top level: "), message
+    assert "retries" in message and "did you mean" not in message
 
 
 
@@ -198,6 +204,22 @@ def test_cifar_resnet56_presets_can_reach_the_papers_point():
 def test_spec_round_trips_through_its_yaml_artifact():
     spec = load_spec(CONFIGS[0])
     assert spec_from_dict(yaml.safe_load(yaml.safe_dump(spec.to_dict()))) == spec
+
+
+def test_parent_run_description_names_every_searched_setting():
+    """The searched settings are the space's axes with more than one value, whatever TrialSpec
+    calls them: the datasize sweep searches data fractions and seeds, a range counts as one."""
+    from sweeps.tracking import sweep_description
+
+    datasize = load_spec(CONFIGS[0].parent / "cifar10_datasize.yaml", check=False)
+    assert datasize.space.varying() == ("seed", "data_fraction")
+    text = sweep_description(datasize, "1", "run")
+    assert "grid search over seeds [0, 1, 2], data_fractions [0.1, 0.3, 1.0];" in text
+    ranged = spec_with(space={"width_mults": {"low": 1.5, "high": 2.0}, "remain_ratios": [0.25]},
+                       search={"type": "optuna", "num_samples": 2}, baselines=[1.0])
+    assert ranged.space.varying() == ("width_mult",)
+    assert "over width_mults {'low': 1.5, 'high': 2.0};" in sweep_description(ranged, "1", "r")
+    assert "over one combination;" in sweep_description(spec_with(), "1", "r")
 
 
 # -------------------------------------------------------------------- CLI and imports
