@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from hetero.models._registry import register_family
+from hetero.models.common import SqueezeExcite
 
 __all__ = ["EfficientNet", "Swish", "build_efficientnet"]
 
@@ -34,6 +35,11 @@ SE_REDUCTION = 4
 
 
 class Swish(nn.Module):
+    """x * sigmoid(x), out of place (``inplace`` is accepted for SqueezeExcite's sake)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.sigmoid(x)
 
@@ -45,28 +51,13 @@ def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
     return nn.Sequential(*layers, Swish()) if swish else nn.Sequential(*layers)
 
 
-class SqueezeExcite(nn.Module):
-    """Gate channels by sigmoid(conv(swish(conv(global mean)))); the gate multiplies the input."""
-
-    def __init__(self, width: int, squeeze: int) -> None:
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = nn.Conv2d(width, squeeze, 1)
-        self.act = Swish()
-        self.expand = nn.Conv2d(squeeze, width, 1)
-        self.gate = nn.Sigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
-
-
 class MBConv(nn.Module):
     def __init__(self, cin: int, cout: int, expansion: int, kernel: int, stride: int) -> None:
         super().__init__()
         hidden = cin * expansion
         self.expand = _conv_bn(cin, hidden, 1) if expansion != 1 else nn.Identity()
         self.dw = _conv_bn(hidden, hidden, kernel, stride, groups=hidden)
-        self.se = SqueezeExcite(hidden, cin // SE_REDUCTION)
+        self.se = SqueezeExcite(hidden, cin // SE_REDUCTION, act=Swish)
         self.project = _conv_bn(hidden, cout, 1, swish=False)
         self.residual = stride == 1 and cin == cout  # fixed at build time: fx sees no branch
 

@@ -17,9 +17,9 @@ from torch import nn
 
 from hetero.models._mobile import MOBILE_VARIANTS, mobile_variant
 from hetero.models._registry import register_family
-from hetero.models.common import ConvBN, init_weights
+from hetero.models.common import ConvBN, InvertedResidual
 
-__all__ = ["MNASNet", "MnasBlock", "build_mnasnet"]
+__all__ = ["MNASNet", "build_mnasnet"]
 
 STEM_WIDTH = 32
 SEPARABLE_WIDTH = 16
@@ -31,29 +31,15 @@ STEM_STRIDE = {"cifar": 1, "tiny": 2, "imagenet": 2}
 DROPOUT = 0.2
 
 
-class MnasBlock(nn.Module):
-    """1x1 expand -> kxk depthwise -> 1x1 linear projection, + input if kept."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expansion: int) -> None:
-        super().__init__()
-        hidden = cin * expansion
-        self.expand = ConvBN(cin, hidden, 1)
-        self.dw = ConvBN(hidden, hidden, kernel, stride, groups=hidden)
-        self.project = ConvBN(hidden, cout, 1, act=None)
-        self.residual = stride == 1 and cin == cout  # at the regular widths, then kept
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.project(self.dw(self.expand(x)))
-        return x + out if self.residual else out
-
-
 def _stacks() -> list[nn.Sequential]:
     stacks, cin = [], SEPARABLE_WIDTH
     for cout, kernel, stride, expansion, blocks in STACKS:
-        stacks.append(nn.Sequential(*[
-            MnasBlock(cin if b == 0 else cout, cout, kernel, stride if b == 0 else 1, expansion)
-            for b in range(blocks)]))
-        cin = cout
+        stack = []
+        for b in range(blocks):
+            stack.append(InvertedResidual(cin, cin * expansion, cout, kernel=kernel,
+                                          stride=stride if b == 0 else 1))
+            cin = cout
+        stacks.append(nn.Sequential(*stack))
     return stacks
 
 
@@ -68,7 +54,6 @@ class MNASNet(nn.Module):
         self.head = ConvBN(STACKS[-1][0], HEAD_WIDTH, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(DROPOUT), nn.Linear(HEAD_WIDTH, num_classes))
-        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.features(self.separable(self.stem(x))))

@@ -17,7 +17,7 @@ from torch import nn
 
 from hetero.models._mobile import MOBILE_VARIANTS, mobile_variant
 from hetero.models._registry import register_family
-from hetero.models.common import ConvBN, init_weights
+from hetero.models.common import ConvBN
 
 __all__ = ["DepthwiseSeparable", "MobileNetV1", "build_mobilenet_v1"]
 
@@ -50,7 +50,6 @@ class MobileNetV1(nn.Module):
         self.features = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(DROPOUT), nn.Linear(cin, num_classes))
-        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(self.stem(x))

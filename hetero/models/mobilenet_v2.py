@@ -16,9 +16,9 @@ from torch import nn
 
 from hetero.models._mobile import MOBILE_VARIANTS, mobile_variant
 from hetero.models._registry import register_family
-from hetero.models.common import ConvBN, init_weights
+from hetero.models.common import ConvBN, InvertedResidual
 
-__all__ = ["InvertedResidual", "MobileNetV2", "build_mobilenet_v2"]
+__all__ = ["MobileNetV2", "build_mobilenet_v2"]
 
 STEM_WIDTH = 32
 HEAD_WIDTH = 1280
@@ -31,32 +31,13 @@ STRIDE_1_STAGES = {"cifar": (1,), "tiny": (1,), "imagenet": ()}
 DROPOUT = 0.2
 
 
-class InvertedResidual(nn.Module):
-    """1x1 expand (absent when t = 1) -> 3x3 depthwise -> 1x1 linear projection, + input if kept."""
-
-    def __init__(self, cin: int, hidden: int, cout: int, stride: int, expand: bool,
-                 residual: bool) -> None:
-        super().__init__()
-        self.expand = ConvBN(cin, hidden, 1, act=nn.ReLU6) if expand else None
-        self.dw = ConvBN(hidden, hidden, 3, stride, groups=hidden, act=nn.ReLU6)
-        self.project = ConvBN(hidden, cout, 1, act=None)
-        # Decided at the regular widths and kept: the add is part of the architecture.
-        self.residual = residual
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = x if self.expand is None else self.expand(x)
-        out = self.project(self.dw(out))
-        return x + out if self.residual else out
-
-
 def _blocks(variant: str) -> list[InvertedResidual]:
     blocks, cin = [], STEM_WIDTH
     for stage, (t, c, n, s) in enumerate(STAGES):
         s = 1 if stage in STRIDE_1_STAGES[variant] else s
         for b in range(n):
             stride = s if b == 0 else 1
-            blocks.append(InvertedResidual(cin, cin * t, c, stride, expand=t != 1,
-                                           residual=stride == 1 and cin == c))
+            blocks.append(InvertedResidual(cin, cin * t, c, stride=stride, act=nn.ReLU6))
             cin = c
     return blocks
 
@@ -69,10 +50,6 @@ class MobileNetV2(nn.Module):
         self.head = ConvBN(STAGES[-1][1], HEAD_WIDTH, 1, act=nn.ReLU6)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(DROPOUT), nn.Linear(HEAD_WIDTH, num_classes))
-        init_weights(self)
-        # torchvision's MobileNetV2 starts the classifier small.
-        nn.init.normal_(self.classifier[1].weight, 0, 0.01)
-        nn.init.zeros_(self.classifier[1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.features(self.stem(x)))

@@ -19,10 +19,9 @@ from torch import nn
 
 from hetero.models._mobile import MOBILE_VARIANTS, mobile_variant
 from hetero.models._registry import register_family
-from hetero.models.common import ConvBN, init_weights
+from hetero.models.common import ConvBN, InvertedResidual
 
-__all__ = ["HSigmoid", "HSwish", "InvertedResidual", "MobileNetV3", "SqueezeExcite",
-           "build_mobilenet_v3"]
+__all__ = ["HSigmoid", "HSwish", "MobileNetV3", "SqueezeExcite", "build_mobilenet_v3"]
 
 STEM_WIDTH = 16
 LAST_WIDTH = 576
@@ -58,7 +57,9 @@ class HSwish(nn.Module):
 
 
 class SqueezeExcite(nn.Module):
-    """Gate each channel by an MLP of the channel means: Linear(c, c // 4)-ReLU-Linear-h_sigmoid."""
+    """Gate each channel by an MLP of the channel means: Linear(c, c // 4)-ReLU-Linear-h_sigmoid
+    (the authors' MobileNetV3; RegNet-Y and EfficientNet gate through 1x1 convs, see
+    :class:`hetero.models.common.SqueezeExcite`)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -71,36 +72,16 @@ class SqueezeExcite(nn.Module):
         return x * gate[:, :, None, None]
 
 
-class InvertedResidual(nn.Module):
-    """[1x1 expand] -> kxk depthwise -> [SE] -> 1x1 linear projection, + input if kept."""
-
-    def __init__(self, cin: int, hidden: int, cout: int, kernel: int, stride: int, se: bool,
-                 act: type[nn.Module]) -> None:
-        super().__init__()
-        # The authors expand only where the widths differ (the first block has none).
-        self.expand = ConvBN(cin, hidden, 1, act=act) if hidden != cin else None
-        self.dw = ConvBN(hidden, hidden, kernel, stride, groups=hidden, act=act)
-        self.se = SqueezeExcite(hidden) if se else None
-        self.project = ConvBN(hidden, cout, 1, act=None)
-        self.residual = stride == 1 and cin == cout  # at the regular widths, then kept
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = x if self.expand is None else self.expand(x)
-        out = self.dw(out)
-        if self.se is not None:
-            out = self.se(out)
-        out = self.project(out)
-        return x + out if self.residual else out
-
-
 class MobileNetV3(nn.Module):
     def __init__(self, stem_stride: int, *, num_classes: int, in_channels: int = 3) -> None:
         super().__init__()
         self.stem = ConvBN(in_channels, STEM_WIDTH, 3, stem_stride, act=HSwish)
         blocks, cin = [], STEM_WIDTH
         for kernel, hidden, cout, se, hswish, stride in SMALL:
-            blocks.append(InvertedResidual(cin, hidden, cout, kernel, stride, se,
-                                           HSwish if hswish else nn.ReLU))
+            # The authors expand only where the widths differ (the first block has none).
+            blocks.append(InvertedResidual(cin, hidden, cout, kernel=kernel, stride=stride,
+                                           act=HSwish if hswish else nn.ReLU,
+                                           se=SqueezeExcite if se else None))
             cin = cout
         self.features = nn.Sequential(*blocks)
         self.last = ConvBN(cin, LAST_WIDTH, 1, act=HSwish)
@@ -108,7 +89,6 @@ class MobileNetV3(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Linear(LAST_WIDTH, HEAD_WIDTH), HSwish(),
                                         nn.Linear(HEAD_WIDTH, num_classes))
-        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.last_se(self.last(self.features(self.stem(x))))

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from hetero.models._registry import register_family
-from hetero.models.common import ConvBN
+from hetero.models.common import ConvBN, SqueezeExcite
 
 __all__ = ["RegNet", "RegNetSpec", "SPECS", "build_regnet"]
 
@@ -51,21 +51,6 @@ def layout_strides(input_size: int) -> tuple[int, tuple[int, int, int, int]]:
     if input_size <= 64:
         return 1, (2, 2, 2, 2)
     return 2, (2, 2, 2, 2)
-
-
-class SqueezeExcite(nn.Module):
-    """Gate channels by sigmoid(conv(relu(conv(global mean)))); the gate multiplies the input."""
-
-    def __init__(self, width: int, squeeze: int) -> None:
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = nn.Conv2d(width, squeeze, 1)
-        self.relu = nn.ReLU(inplace=True)
-        self.expand = nn.Conv2d(squeeze, width, 1)
-        self.gate = nn.Sigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.expand(self.relu(self.reduce(self.pool(x)))))
 
 
 class ResBottleneck(nn.Module):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hetero.models._registry import register_family
-from hetero.models.common import ConvBN, init_weights
+from hetero.models.common import ConvBN
 
 __all__ = ["BasicBlock", "ResNetCifar", "Subsample", "build_resnet_cifar"]
 
@@ -73,7 +73,6 @@ class ResNetCifar(nn.Module):
             cin = width
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes)
-        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer3(self.layer2(self.layer1(self.stem(x))))

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from hetero.models._registry import register_family
-from hetero.models.common import ConvBN, init_weights
+from hetero.models.common import ConvBN
 
 __all__ = ["Block", "ResNetImageNet", "build_resnet_imagenet"]
 
@@ -78,7 +78,6 @@ class ResNetImageNet(nn.Module):
             setattr(self, f"layer{s}", nn.Sequential(*stage))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes)
-        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.stem(x))

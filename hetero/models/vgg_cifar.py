@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from hetero.models._registry import register_family
-from hetero.models.common import ConvBN, init_weights
+from hetero.models.common import ConvBN
 
 __all__ = ["VGG", "build_vgg_cifar"]
 
@@ -48,7 +48,6 @@ class VGG(nn.Module):
         self.pool = nn.MaxPool2d(2)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes)
-        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for name in self.stage_names:
