@@ -23,6 +23,18 @@ def by_value() -> None:
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
+def _train_reporting_through(wrap, config, context) -> None:
+    """Train one trial with ``tune.report`` replaced by ``wrap(tune.report)``, restored after."""
+    from ray import tune
+
+    real_report = tune.report
+    tune.report = wrap(real_report)
+    try:
+        return train_trial(config, context)
+    finally:
+        tune.report = real_report
+
+
 def _fail_after_first_checkpoint(config, context, *, kind: str, marker_dir: str) -> None:
     """The first attempt of ``kind`` trials dies right after its first checkpoint (a marker
     file per trial says it did); the retry must resume from that checkpoint."""
@@ -31,20 +43,17 @@ def _fail_after_first_checkpoint(config, context, *, kind: str, marker_dir: str)
     marker = Path(marker_dir) / tune.get_context().get_trial_id()
     if config["hp"]["kind"] != kind or marker.exists():
         return train_trial(config, context)
-    real_report = tune.report
 
-    def report_then_fail(*args, **kwargs):
-        real_report(*args, **kwargs)
-        if kwargs.get("checkpoint") is not None:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
-            raise RuntimeError("injected failure after the first checkpoint")
+    def report_then_fail(real_report):
+        def report(*args, **kwargs):
+            real_report(*args, **kwargs)
+            if kwargs.get("checkpoint") is not None:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+                raise RuntimeError("injected failure after the first checkpoint")
+        return report
 
-    tune.report = report_then_fail
-    try:
-        return train_trial(config, context)
-    finally:
-        tune.report = real_report
+    return _train_reporting_through(report_then_fail, config, context)
 
 
 def fail_after_first_checkpoint(kind: str, marker_dir: Path):
@@ -83,16 +92,13 @@ def _worse_after_the_first(config, context, *, kind: str, marker_dir: str) -> No
         pass
     if marker.read_text() == trial_id:   # the first one (or its retry)
         return train_trial(config, context)
-    real_report = tune.report
 
-    def report_worse(metrics, *args, **kwargs):
-        return real_report({**metrics, keys.METRIC_ACCURACY: -1.0}, *args, **kwargs)
+    def report_worse(real_report):
+        def report(metrics, *args, **kwargs):
+            return real_report({**metrics, keys.METRIC_ACCURACY: -1.0}, *args, **kwargs)
+        return report
 
-    tune.report = report_worse
-    try:
-        return train_trial(config, context)
-    finally:
-        tune.report = real_report
+    return _train_reporting_through(report_worse, config, context)
 
 
 def worse_after_the_first(kind: str, marker_dir: Path):
