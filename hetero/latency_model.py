@@ -170,8 +170,11 @@ def shrink_to_latency(wide: ChannelConfig, scores, *, base_config: ChannelConfig
     it times the two ends (every unit at its floor, the whole widened network; a target outside
     them is an error naming the timed range), starts from the FLOPs of the network the latency
     model picks, and narrows the bracket between a network timed too fast and one timed too
-    slow (interpolating, kept off the bracket's ends). More FLOPs on the path never make a
-    network faster, but they do in steps: a layer's time is a staircase in its widths.
+    slow (interpolating, kept off the bracket's ends). The bracket assumes that more FLOPs on
+    the path take longer, which holds only roughly: a layer's time is a staircase in its
+    widths, and on a CPU PyTorch switches a conv to a faster kernel (mkldnn) once its input
+    grows past about 20k elements at batch 1, so a few more channels can even be faster. Where
+    that bites, the loop ends off its tolerance and warns; the best network it timed is kept.
     ``options`` go to :func:`hetero.shrink.shrink_to_target` (floors, divisor, ...).
 
     Returns the :class:`~hetero.shrink.ShrinkResult` timed closest to the target (its
