@@ -23,6 +23,7 @@ until the timed ratio is within ``LOOP_TOLERANCE`` of the target.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
@@ -46,7 +47,7 @@ LAYER_PAIRS = (7, 0.002)        # (block pairs, seconds per block) timing a laye
 REFERENCE = (16, 16)            # the reference: a 3x3 conv, 16 -> 16 channels, 16x16 input
 NETWORK_BLOCKS = (15, 0.04)     # (blocks, seconds each) timing the baseline's latency
 LOOP_TOLERANCE = 0.025          # timed ratio this close to the target: done (half the 5 % promise,
-LOOP_STEPS = 8                  # leaving the other half to the timing's own spread)
+LOOP_STEPS = 12                 # leaving the other half to the timing's own spread)
 
 
 @dataclass
@@ -169,12 +170,14 @@ def shrink_to_latency(wide: ChannelConfig, scores, *, base_config: ChannelConfig
     which are exact and fine-grained, and lets the device say where the latency target lies:
     it times the two ends (every unit at its floor, the whole widened network; a target outside
     them is an error naming the timed range), starts from the FLOPs of the network the latency
-    model picks, and narrows the bracket between a network timed too fast and one timed too
-    slow (interpolating, kept off the bracket's ends). The bracket assumes that more FLOPs on
-    the path take longer, which holds only roughly: a layer's time is a staircase in its
-    widths, and on a CPU PyTorch switches a conv to a faster kernel (mkldnn) once its input
-    grows past about 20k elements at batch 1, so a few more channels can even be faster. Where
-    that bites, the loop ends off its tolerance and warns; the best network it timed is kept.
+    model picks, and then shrinks between two timed networks adjacent in FLOPs, one faster and
+    one slower than the target, the pair next to the last timing (interpolating, kept off the
+    pair's ends). Latency is only roughly monotone in FLOPs: a layer's time is a staircase in
+    its widths, and on a CPU PyTorch switches a conv to a faster kernel (mkldnn) once its input
+    grows past about 20k elements at batch 1, so a few more channels can even be faster and
+    the timings can cross the target more than once (:func:`_crossing`). Where the target
+    falls in a jump, the loop ends off its tolerance and warns; the best network it timed is
+    kept.
     ``options`` go to :func:`hetero.shrink.shrink_to_target` (floors, divisor, ...).
 
     Returns the :class:`~hetero.shrink.ShrinkResult` timed closest to the target (its
@@ -232,6 +235,20 @@ def shrink_to_latency(wide: ChannelConfig, scores, *, base_config: ChannelConfig
     result = shrink_to_target(wide, scores, base_config=base_config,
                               target=min(max(target, lo_m), hi_m), target_metric="latency",
                               latency=latency, **options)
+    timed = [fast, slow]                    # every (FLOPs, timed ratio, network) so far
+    exhausted: set[tuple[float, float]] = set()   # crossings with no other network inside
+
+    def next_candidate(latest: float):
+        while (crossing := _crossing(timed, target, latest=latest, band=2 * TOLERANCE,
+                                     exhausted=exhausted)) is not None:
+            (f0, r0, _), (f1, r1, _) = crossing
+            share = (target - r0) / (r1 - r0)
+            candidate = shrink(f0 + min(max(share, 0.25), 0.75) * (f1 - f0))
+            if _key_of(candidate.config) not in seen:
+                return candidate
+            exhausted.add((min(f0, f1), max(f0, f1)))
+        return None
+
     for _ in range(max(1, steps)):
         ratio = time_it(result, confirm=True)
         miss = abs(ratio / target - 1)
@@ -239,18 +256,16 @@ def shrink_to_latency(wide: ChannelConfig, scores, *, base_config: ChannelConfig
             best = (miss, result, ratio)
         if miss <= tolerance:
             break
-        if ratio < target:
-            fast = (result.flops / base_flops, ratio, result)
-        else:
-            slow = (result.flops / base_flops, ratio, result)
-        (f0, r0, _), (f1, r1, _) = fast, slow
-        if f1 - f0 < 2 * TOLERANCE * f1:     # within the shrinker's FLOPs band: nothing between
+        timed.append((result.flops / base_flops, ratio, result))
+        result = next_candidate(latest=timed[-1][0])
+        if result is None:
             break
-        share = (target - r0) / (r1 - r0) if r1 > r0 else 0.5
-        result = shrink(f0 + min(max(share, 0.25), 0.75) * (f1 - f0))
     if best[0] > tolerance:
-        best = min(best, _off_the_path(fast, slow, target, latency, time_it, wide, scores,
-                                       base_config, options), key=lambda item: item[0])
+        crossing = _crossing(timed, target, latest=best[1].flops / base_flops, band=0.0,
+                             exhausted=set())
+        if crossing is not None:
+            best = min(best, _off_the_path(*crossing, target, latency, time_it, wide, scores,
+                                           base_config, options), key=lambda item: item[0])
     latency.save()
     miss, result, ratio = best
     if miss > tolerance:
@@ -260,13 +275,32 @@ def shrink_to_latency(wide: ChannelConfig, scores, *, base_config: ChannelConfig
         warnings.warn(f"latency target {target:g}: the closest derived network times "
                       f"{ratio:.3f} x the baseline ({ratio / target - 1:+.1%}) after "
                       f"{len(history)} shrinks (FLOPs -> timed: {trace}); between those "
-                      "networks no other global threshold exists, or timing drifted",
+                      "networks no other global threshold exists, latency is not monotone there, "
+                      "or timing drifted",
                       stacklevel=2)
     return replace(result, target_value=float(target) * latency.base_seconds), ratio, history
 
 
 def _key_of(config: ChannelConfig) -> tuple:
     return tuple(sorted(config.widths.items()))
+
+
+def _crossing(timed, target: float, *, latest: float, band: float, exhausted: set):
+    """Two networks adjacent in FLOPs among those timed, one faster and one slower than the
+    target, the pair nearest ``latest`` (FLOPs), wider than ``band`` (relative FLOPs) and not
+    ``exhausted`` (known to hold no other network).
+
+    Latency is not monotone in FLOPs along the path (CPU kernel switches), so the timings can
+    cross the target more than once; searching the crossing next to the last timing keeps the
+    search local instead of trusting a single bracket."""
+    points = sorted(timed, key=lambda point: point[0])
+    pairs = [(a, b) for a, b in itertools.pairwise(points)
+             if (a[1] - target) * (b[1] - target) < 0 and b[0] - a[0] > band * b[0]
+             and (a[0], b[0]) not in exhausted]
+    if not pairs:
+        return None
+    a, b = min(pairs, key=lambda pair: min(abs(pair[0][0] - latest), abs(pair[1][0] - latest)))
+    return (a, b) if a[1] < b[1] else (b, a)     # (the faster, the slower)
 
 
 def _off_the_path(fast, slow, target, latency, time_it, wide, scores, base_config, options):
