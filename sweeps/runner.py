@@ -501,9 +501,9 @@ def _optuna(spec: SweepSpec, sweep: str, storage: str):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    samplers = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
-                "random": optuna.samplers.RandomSampler}
-    sampler = samplers[spec.search.sampler](seed=spec.search.seed)
+    from sweeps.samplers import build_sampler
+
+    sampler = build_sampler(spec.search.sampler, spec.search.seed)
     # Persisted, named after the sweep: optuna-dashboard attaches to it while the sweep runs,
     # and --resume continues the same study (Tune restores the searcher, which reopens it).
     url = study_storage(storage, sweep)

@@ -23,6 +23,7 @@ from hetero.trial import axes as trial_axes
 from hetero.trial import defaults as trial_defaults
 from hetero.trial import settings as trial_settings
 from sweeps import keys
+from sweeps.samplers import SAMPLERS
 
 __all__ = ["SpecError", "SweepSpec", "ModelSpec", "DatasetSpec", "SpaceSpec", "SearchSpec",
            "SchedulerSpec", "ResourceSpec", "TrackingSpec", "load_spec",
@@ -110,7 +111,7 @@ SpaceSpec = make_dataclass(
 class SearchSpec:
     type: str = "grid"          # grid | random | optuna
     num_samples: int = 1        # random/optuna: number of lwdna trials
-    sampler: str = "tpe"        # optuna: tpe | nsga2 | random
+    sampler: str = "tpe"        # optuna: a name of sweeps.samplers.SAMPLERS
     seed: int = 0
 
 
@@ -330,7 +331,7 @@ SPACE_SCHEMA: dict[str, Validator] = {
 SEARCH_SCHEMA: dict[str, Validator] = {
     "type": _one_of("grid", "random", "optuna"),
     "num_samples": _number(1, integer=True),
-    "sampler": _one_of("tpe", "nsga2", "random"),
+    "sampler": _one_of(*SAMPLERS),
     "seed": _number(0, integer=True),
 }
 SCHEDULER_SCHEMA: dict[str, Validator] = {
