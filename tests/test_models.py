@@ -140,3 +140,21 @@ def test_config_of_another_family_is_refused():
     config = uniform("resnet_cifar", "20")
     with pytest.raises(ValueError, match="does not match"):
         create_model("vgg16", config=config)
+
+
+@pytest.mark.parametrize("family", ["resnet_cifar", "mobilenet_v2", "densenet40"])
+def test_a_seed_initialises_the_same_whether_or_not_the_graph_was_derived_before(family):
+    # The first create_model of a configuration derives (builds and traces) its channel graph;
+    # that must not draw from the caller's random stream (a reused worker would init otherwise).
+    from hetero.models.factory import _graph
+
+    _graph.cache_clear()
+    size = 10 + len(family)  # an input size no other test caches
+
+    def fresh():
+        torch.manual_seed(0)
+        return create_model(family, num_classes=10, input_size=size, in_channels=1)
+
+    cold, warm = fresh(), fresh()
+    for key, value in cold.state_dict().items():
+        assert torch.equal(value, warm.state_dict()[key]), key

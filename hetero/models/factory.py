@@ -233,14 +233,17 @@ def create_model(name: str | None = None, *, config: ChannelConfig | None = None
 
     ``create_model("resnet_cifar", config=cfg)`` or ``create_model("resnet56", num_classes=100)``.
     """
-    if config is None:
-        if name is None:
-            raise ValueError("create_model needs a model name or a config")
-        config = uniform(name, variant, **config_kw)
-    elif name is not None and family_spec(name).name != config.family:
+    if config is None and name is None:
+        raise ValueError("create_model needs a model name or a config")
+    if config is not None and name is not None and family_spec(name).name != config.family:
         raise ValueError(f"model {name!r} does not match the configuration's family "
                          f"{config.family!r}")
-    graph = check_config(config)
+    # Deriving the channel graph builds and traces networks the first time a process sees a
+    # configuration; that must not draw from the caller's random stream, or the same seed would
+    # initialise differently depending on what the process built before (a reused worker).
+    with torch.random.fork_rng(devices=[]):
+        config = config if config is not None else uniform(name, variant, **config_kw)
+        graph = check_config(config)
     model = _build_base(*_key(config))
     resize(model, graph, graph.unit_widths(dict(config.widths), config.in_channels))
     init_weights(model)
