@@ -15,6 +15,7 @@ interval that contains 0 reads "not distinguishable"; a single seed cannot tell.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,8 +28,7 @@ from sweeps import keys
 
 ACC = keys.METRIC_ACCURACY
 # What must match for two trials to be compared at all (the seed is matched by the pairing).
-CONTEXT = (keys.PARAM_MODEL, keys.PARAM_VARIANT, keys.PARAM_DATASET, keys.PARAM_DATA_FRACTION,
-           keys.PARAM_EPOCHS)
+CONTEXT = keys.CONTEXT_PARAMS
 PAIRED_GAIN = "paired_gain_points"
 # Outcomes of one setting's paired interval.
 BETTER, WORSE, TIED = "LW-DNA better", "LW-DNA worse", "not distinguishable"
@@ -187,10 +187,11 @@ def paired_verdict(summary: pd.DataFrame) -> str:
     if compared.empty:
         return ("Paired by seed: no LW-DNA trial has a baseline curve of its own seed at its "
                 "FLOPs, so nothing could be paired.")
+    levers = _varying_levers(compared)
     if int(compared["n_seeds"].max()) < 2:
         return ("Paired by seed: one seed per setting, so this sweep cannot tell a gain from "
                 "seed-to-seed noise; run 3 or more seeds (the same seeds for both arms). "
-                "Single-seed gains: " + "; ".join(_setting_line(r) for _, r in
+                "Single-seed gains: " + "; ".join(_setting_line(r, levers) for _, r in
                                                    compared.iterrows()) + ".")
     counts = compared["outcome"].value_counts()
     head = (f"Paired by seed, at equal FLOPs ({LEVEL:.0%} t-interval of the mean gain): "
@@ -198,7 +199,18 @@ def paired_verdict(summary: pd.DataFrame) -> str:
             f"{WORSE}, {counts.get(TIED, 0)} {TIED} (interval contains 0)")
     if counts.get(ONE_SEED, 0):
         head += f", {counts[ONE_SEED]} {ONE_SEED}"
-    return head + ". " + "; ".join(_setting_line(r) for _, r in compared.iterrows()) + "."
+    return head + ". " + "; ".join(_setting_line(r, levers) for _, r in compared.iterrows()) + "."
+
+
+# Named by the verdict's setting lines already (data, width, target) or by the model label.
+_NAMED = (keys.PARAM_DATA_FRACTION, keys.PARAM_WIDTH_MULT, keys.PARAM_TARGET, keys.PARAM_MODEL,
+          keys.PARAM_VARIANT)
+
+
+def _varying_levers(rows: pd.DataFrame) -> list[str]:
+    """Settings besides those that differ between the rows (criterion, init, KD, ...)."""
+    return [c for c in keys.SETTING_PARAMS if c in rows and c not in _NAMED
+            and rows[c].astype(str).nunique() > 1]
 
 
 def model_label(row: pd.Series) -> str:
@@ -211,10 +223,12 @@ def model_label(row: pd.Series) -> str:
     return model
 
 
-def _setting_line(row: pd.Series) -> str:
+def _setting_line(row: pd.Series, levers: Sequence[str] = ()) -> str:
     parts = [f"{name} {row[col]:g}" for col, name in
              ((keys.PARAM_DATA_FRACTION, "data"), (keys.PARAM_WIDTH_MULT, "width"),
               (keys.PARAM_TARGET, "target")) if col in row and pd.notna(row[col])]
+    parts += [f"{lever} {row[lever]:g}" if isinstance(row[lever], float) else f"{lever} {row[lever]}"
+              for lever in levers if pd.notna(row[lever])]
     model = model_label(row)
     where = (f"{model}, " if model else "") + " ".join(parts)
     if row["n_seeds"] < 2:
@@ -328,3 +342,66 @@ def _no_comparison(curve: pd.DataFrame, cost: str) -> str:
 
 def _label(cost: str) -> str:
     return {keys.METRIC_FLOPS: "FLOPs", keys.METRIC_PARAMS: "params"}.get(cost, cost)
+
+
+# ---- against the random control ------------------------------------------------------------------
+
+# What a random LW-DNA must share with an LW-DNA to be its control: the context, the seed and the
+# shrink problem (widening, target, floors). Criterion options and init are the criterion's own.
+RANDOM_MATCH = (*CONTEXT, keys.PARAM_SEED, keys.PARAM_WIDTH_MULT, keys.PARAM_TARGET,
+                keys.PARAM_TARGET_METRIC, keys.PARAM_REMAIN_RATIO, keys.PARAM_LINEAR_RATIO)
+GAIN_VS_RANDOM = "gain_vs_random_points"
+
+
+def paired_vs_random(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per finished LW-DNA trial of a criterion other than ``random``: the accuracy of
+    the random LW-DNA(s) of the same seed and shrink problem (``random_same_seed``, the mean
+    when several match) and the gain over it in points, or NaN and a reason."""
+    lwdna = _usable(trials, keys.KIND_LWDNA, ACC)
+    is_random = lwdna[keys.PARAM_CRITERION] == keys.CRITERION_RANDOM
+    controls, scored = lwdna[is_random], lwdna[~is_random].copy()
+    by = [c for c in RANDOM_MATCH if c in trials.columns]
+    means = ({_key(k): float(g[ACC].mean()) for k, g in controls.groupby(by, dropna=False)}
+             if by and not controls.empty else {})
+    found = [means.get(_key(row[by])) for _, row in scored.iterrows()]
+    scored["random_same_seed"] = [np.nan if f is None else f for f in found]
+    scored[GAIN_VS_RANDOM] = 100 * (scored[ACC].to_numpy(float)
+                                    - scored["random_same_seed"].to_numpy(float))
+    scored["random_reason"] = ["" if f is not None else
+                               "no random LW-DNA of this seed, width, target and floors"
+                               for f in found]
+    return scored.reset_index(drop=True)
+
+
+def controls_summary(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per LW-DNA setting: the paired gain over the uniform curve and over the random
+    LW-DNA of the same seed (mean, 95 % interval, seeds, outcome). What a criterion is worth:
+    above random, the criterion's ranking beats chance; above uniform, widen-shrink beats
+    regular widths."""
+    uniform = paired_gains(trials)
+    against_random = paired_vs_random(trials)
+    by = [c for c in HYPERPARAMETERS if c in uniform.columns and c != keys.PARAM_SEED]
+    if uniform.empty:
+        return pd.DataFrame()
+    rows = []
+    for key, group in uniform.groupby(by, dropna=False, sort=True):
+        setting = dict(zip(by, key, strict=True))
+        vs_random = against_random
+        for column, value in setting.items():
+            vs_random = vs_random[_matches(vs_random[column], value)]
+        row = {**setting, keys.METRIC_FLOPS: float(group[keys.METRIC_FLOPS].mean())}
+        row.update(_gain_columns("uniform", group[PAIRED_GAIN]))
+        row.update(_gain_columns("random", vs_random[GAIN_VS_RANDOM]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _gain_columns(against: str, gains: pd.Series) -> dict[str, object]:
+    est = estimate(gains.dropna())
+    return {f"vs_{against}_n": est.n, f"vs_{against}_mean": est.mean,
+            f"vs_{against}_ci_low": est.low, f"vs_{against}_ci_high": est.high,
+            f"vs_{against}_outcome": _outcome(est)}
+
+
+def _matches(column: pd.Series, value) -> pd.Series:
+    return column.isna() if pd.isna(value) else column == value

@@ -35,7 +35,8 @@ TRIAL_KINDS = (keys.KIND_LWDNA, keys.KIND_BASELINE)
 _DEFAULTS = {**trial_defaults(), keys.PARAM_EPOCHS: 0}
 NUMERIC_PARAMS = tuple(n for n, v in _DEFAULTS.items() if n != keys.PARAM_SEED
                        and isinstance(v, int | float) and not isinstance(v, bool))
-TEXT_PARAMS = tuple(n for n, v in _DEFAULTS.items() if v is None or isinstance(v, str))
+# booleans as their logged text ("True" / "False"): a column to group by, never a number
+TEXT_PARAMS = tuple(n for n, v in _DEFAULTS.items() if v is None or isinstance(v, str | bool))
 # train_accuracy: MLflow's latest value of the per-epoch metric, i.e. the last epoch's running
 # accuracy over its (augmented, train-mode) mini-batches
 FINAL_METRICS = (keys.METRIC_ACCURACY, keys.METRIC_TRAIN_ACCURACY, keys.METRIC_FLOPS,
@@ -44,10 +45,11 @@ FINAL_METRICS = (keys.METRIC_ACCURACY, keys.METRIC_TRAIN_ACCURACY, keys.METRIC_F
                  keys.METRIC_BASELINE_PARAMS, keys.METRIC_FLOPS_RATIO, keys.METRIC_PARAMS_RATIO,
                  keys.METRIC_SEARCH_SECONDS, keys.METRIC_TRAIN_SECONDS,
                  keys.METRIC_IMAGES_PER_SECOND, keys.METRIC_EPOCHS_COMPLETED,
+                 keys.METRIC_TEACHER_ACCURACY,
                  *keys.LATENCY_METRICS)
 TRIAL_COLUMNS = ("kind", *TEXT_PARAMS, *NUMERIC_PARAMS, keys.PARAM_SEED, *FINAL_METRICS,
-                 "run_id", "run_name", "stopped_early", "start_time", "widths", "base_widths",
-                 "model_uri", "latency_device")
+                 keys.METRIC_SECONDS_PER_IMAGE, "run_id", "run_name", "stopped_early",
+                 "start_time", "widths", "base_widths", "model_uri", "latency_device")
 
 
 @dataclass(frozen=True)
@@ -307,4 +309,5 @@ def _to_frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
     frame[keys.PARAM_SEED] = frame[keys.PARAM_SEED].astype("Int64")
     frame["stopped_early"] = frame["stopped_early"].astype(bool)
+    frame[keys.METRIC_SECONDS_PER_IMAGE] = 1.0 / frame[keys.METRIC_IMAGES_PER_SECOND]
     return frame.sort_values(["kind", keys.METRIC_FLOPS], ignore_index=True)

@@ -21,11 +21,8 @@ ACC_FLOPS: tuple[Objective, ...] = ((keys.METRIC_ACCURACY, "max"), (keys.METRIC_
 ACC_PARAMS: tuple[Objective, ...] = ((keys.METRIC_ACCURACY, "max"), (keys.METRIC_PARAMS, "min"))
 ACC_FLOPS_PARAMS: tuple[Objective, ...] = (*ACC_FLOPS, (keys.METRIC_PARAMS, "min"))
 
-# what makes two trials "the same experiment but another seed"
-HYPERPARAMETERS = ("kind", keys.PARAM_MODEL, keys.PARAM_VARIANT, keys.PARAM_DATASET,
-                   keys.PARAM_WIDTH_MULT, keys.PARAM_TARGET, keys.PARAM_TARGET_METRIC,
-                   keys.PARAM_CRITERION, keys.PARAM_DATA_FRACTION, keys.PARAM_REMAIN_RATIO,
-                   keys.PARAM_LINEAR_RATIO, keys.PARAM_EPOCHS)
+# what makes two trials "the same experiment but another seed": every declared setting
+HYPERPARAMETERS = ("kind", *keys.SETTING_PARAMS)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from analysis.compare import GAP, TRAIN_ACC, Comparison, arm_statistics, model_label
+from analysis.compare import (
+    GAP,
+    TRAIN_ACC,
+    Comparison,
+    arm_statistics,
+    compare_to_uniform,
+    controls_summary,
+    model_label,
+)
 from analysis.load import Sweep
 from analysis.pareto import Front
 from analysis.units import format_count, format_percent
@@ -32,6 +40,8 @@ def summary_markdown(sweep: Sweep, front: Front, comparison: Comparison, aggrega
                 "## Verdict", comparison.paired_verdict, comparison.verdict,
                 "## Paired comparison (each LW-DNA against the uniform curve of its own seed)",
                 markdown_table(_paired_rows(comparison)), PAIRED_NOTE,
+                *_controls_section(sweep.trials),
+                *_equal_time_section(sweep.trials),
                 "## Arms (mean ± 95 % CI over seeds)", markdown_table(arm_rows(arms)), ARMS_NOTE,
                 "## Pareto front (accuracy up, FLOPs down)", markdown_table(_front_rows(front)),
                 _front_note(front, volume, reference),
@@ -174,15 +184,25 @@ def arm_rows(arms: pd.DataFrame) -> pd.DataFrame:
         "params": arms[keys.METRIC_PARAMS].map(format_count), "seeds": arms["n_seeds"]})
 
 
+# Short column titles for settings a table shows; any other varying setting keeps its name.
+SETTING_TITLES = {keys.PARAM_DATA_FRACTION: "data", keys.PARAM_WIDTH_MULT: "width ×",
+                  keys.PARAM_TARGET: "target", keys.PARAM_KD_WEIGHT: "KD"}
+ALWAYS_SHOWN = (keys.PARAM_WIDTH_MULT, keys.PARAM_TARGET)
+
+
 def _setting_columns(p: pd.DataFrame) -> dict[str, pd.Series]:
+    """Model, width and target, and every other setting that differs between the rows."""
     columns = {}
     if keys.PARAM_MODEL in p:
         columns["model"] = [model_label(row) for _, row in p.iterrows()]
-    if keys.PARAM_DATA_FRACTION in p and p[keys.PARAM_DATA_FRACTION].nunique() > 1:
-        columns["data"] = p[keys.PARAM_DATA_FRACTION].map(_num)
-    columns["width ×"] = p[keys.PARAM_WIDTH_MULT].map(_num)
-    if keys.PARAM_TARGET in p:
-        columns["target"] = p[keys.PARAM_TARGET].map(_num)
+    for name in keys.SETTING_PARAMS:
+        if name not in p or name in (keys.PARAM_MODEL, keys.PARAM_VARIANT):
+            continue
+        if name in ALWAYS_SHOWN or p[name].astype(str).nunique() > 1:
+            values = p[name]
+            shown = values.map(_num) if pd.api.types.is_numeric_dtype(values) else (
+                values.map(lambda v: "–" if pd.isna(v) else str(v)))
+            columns[SETTING_TITLES.get(name, name)] = shown
     return columns
 
 
@@ -216,3 +236,63 @@ def _acc(mean: float, std: float | None) -> str:
 
 def _num(value, fmt: str = "g") -> str:
     return "–" if value is None or not math.isfinite(value) else format(value, fmt)
+
+
+CONTROLS_NOTE = ("Each LW-DNA against two controls of the same seed: the uniform-width curve at its "
+                 "FLOPs (as above) and the random LW-DNA (criterion random: random channel scores, "
+                 "the same widening, target and floors). Mean gain in points [95 % t-interval], "
+                 "n seeds. Above random: the criterion's ranking beats chance; above uniform: "
+                 "widen-shrink beats regular widths.")
+
+
+def _controls_section(trials: pd.DataFrame) -> list[str]:
+    table = controls_summary(trials)
+    if table.empty or not (table["vs_random_n"] > 0).any():
+        return []
+    rows = pd.DataFrame({
+        **_setting_columns(table), "FLOPs": table[FLOPS].map(format_count),
+        "vs uniform [points]": [_gain(r, "uniform") for _, r in table.iterrows()],
+        "vs random [points]": [_gain(r, "random") for _, r in table.iterrows()]})
+    return ["## Controls: against uniform width and against a random LW-DNA",
+            markdown_table(rows), CONTROLS_NOTE]
+
+
+def _gain(row: pd.Series, against: str) -> str:
+    n = int(row[f"vs_{against}_n"])
+    if n == 0:
+        return "–"
+    mean = f"{row[f'vs_{against}_mean']:+.2f}"
+    if n == 1:
+        return f"{mean} (1 seed: cannot tell)"
+    low, high = row[f"vs_{against}_ci_low"], row[f"vs_{against}_ci_high"]
+    verdict = "better" if low > 0 else "worse" if high < 0 else "not distinguishable"
+    return f"{mean} [{low:+.2f}, {high:+.2f}], n = {n}, {verdict}"
+
+
+EQUAL_TIME_NOTE = ("The same pairing at equal training cost per image instead of equal FLOPs: "
+                   "each LW-DNA against the uniform curve of its seed at its measured seconds per "
+                   "training image (1 / images_per_second over all its epochs, as the "
+                   "trial measured it; trials that shared a device measured each other's load "
+                   "too). An LW-DNA of equal FLOPs can take longer per step (odd widths).")
+
+
+def _equal_time_section(trials: pd.DataFrame) -> list[str]:
+    cost = keys.METRIC_SECONDS_PER_IMAGE
+    if cost not in trials or trials[cost].isna().all():
+        return []
+    timed = compare_to_uniform(trials, cost=cost)
+    p = timed.paired_summary
+    if p.empty:
+        return []
+    if not (p["n_seeds"] > 0).any():
+        why = next((n for n in p["note"] if n), "no pair")
+        return ["## At equal training time (paired by seed)",
+                f"Not compared: {why} (in seconds per training image). Baselines at widths "
+                "whose time per image brackets the LW-DNAs' make this comparison."]
+    rows = pd.DataFrame({
+        **_setting_columns(p), "ms per image": p[cost].map(lambda v: _num(1000 * v, ".2f")),
+        "gain [points]": p["gain_mean"].map(lambda v: _num(v, "+.2f")),
+        "95 % CI": [_interval(lo, hi) for lo, hi in zip(p["gain_ci_low"], p["gain_ci_high"],
+                                                       strict=True)],
+        "seeds": p["n_seeds"], "outcome": p["outcome"], "note": p["note"]})
+    return ["## At equal training time (paired by seed)", markdown_table(rows), EQUAL_TIME_NOTE]

@@ -45,8 +45,9 @@ def _add_settings(p: argparse.ArgumentParser, cls: type, *, only: tuple[str, ...
         default = defaults[name]
         flags = ("--" + name.replace("_", "-"), *FLAG_ALIASES.get(name, ()))
         help_text = f"{s.help} (default {default})" if default not in (None, False) else s.help
-        if isinstance(default, bool):
-            p.add_argument(*flags, dest=name, action="store_true", default=None, help=help_text)
+        if isinstance(default, bool):  # --x / --no-x: either way away from the default
+            p.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction,
+                           default=None, help=help_text)
         else:
             p.add_argument(*flags, dest=name, default=None, help=help_text,
                            choices=s.choices, type=_checked_type(name, s, default))

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from hetero.dataset_info import DATASET_SHAPES, DATASETS
 
 __all__ = ["DATASET_SHAPES", "DATASETS", "ImageData", "TensorImageData", "StreamingImageData",
-           "dataset_shape", "load_dataset", "check_data"]
+           "dataset_shape", "load_dataset", "check_data", "data_digest"]
 
 
 # Reference code (option.py): the same statistics for CIFAR-10 and CIFAR-100.
@@ -693,3 +693,19 @@ def _cached(kind: str, root: Path, files: list[Path], build) -> tuple[dict, bool
     torch.save(arrays, tmp)
     os.replace(tmp, path)  # atomic: concurrent loaders never read half a file
     return arrays, False
+
+
+def data_digest(data) -> str:
+    """sha256 (12 hex digits) of what a network sees: the training split and the test split.
+
+    In-memory datasets hash their uint8 pixels and labels; streamed ones (ImageNet layout)
+    hash their file lists and labels, which is what changes between two folders.
+    """
+    h = hashlib.sha256()
+    if hasattr(data, "train_x"):
+        for tensor in (data.train_x, data.train_y, data.test_x, data.test_y):
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    else:
+        for path, label in (*data.train, *data.test):
+            h.update(f"{path}\t{label}\n".encode())
+    return h.hexdigest()[:12]

@@ -17,6 +17,13 @@ Criteria (register more with :func:`register_criterion`):
 - ``bn``: network slimming in miniature: ``num_batches`` SGD steps with an L1 penalty on the BN
   scales, then the sum of |gamma| over every BN that carries the unit's channels.
 - ``l1``: the L1 norm of each output filter, summed over the unit's layers (no data).
+- ``random``: the control. Every unit draws a random keep level ``p ~ U(0, 1)`` and every
+  channel of it the score ``1 + p - r / n`` (``r`` its rank in a random order of the unit's ``n``
+  channels), so under one global threshold each unit keeps a share ``p - t`` of its channels
+  (clipped to its floor and its full width): a random LW-DNA at the target, widths spread
+  between the floors and the widened network, seeded. (Independent per-channel scores would not
+  do: under one global threshold every unit would keep about the same share, which is close to
+  the uniform network, not a random configuration.) No data, no training.
 
 Scoring never changes the caller's model: criteria that train work on a deep copy, which
 :func:`score_network` returns (the "scored network" whose kept slices ``inherit`` starts from).
@@ -37,7 +44,7 @@ from torch import nn
 from hetero.config import ChannelConfig
 from hetero.graph import ChannelGraph, NormOp
 from hetero.surgery import device_of, out_channels
-from hetero.trial import DHP_SCORES
+from hetero.trial import DHP_GROUP_LATENTS, DHP_GROUPED_INPUTS, DHP_SCORES
 
 __all__ = ["register_criterion", "list_criteria", "score_channels", "score_network",
            "ScoreSettings", "Scored", "DHP_SCORES"]
@@ -227,6 +234,20 @@ def _l1_scores(ctx: _Context) -> Scored:
     return Scored(scores, ctx.model)
 
 
+# ---------------------------------------------------------------------------- random
+@register_criterion("random")
+def _random_scores(ctx: _Context) -> Scored:
+    # score_network seeded the global generator with the trial's seed: draws are reproducible.
+    scores = {}
+    for u in ctx.free():
+        n = ctx.widths[u]
+        level = torch.rand(()).item()
+        rank = torch.empty(n)
+        rank[torch.randperm(n)] = torch.arange(n, dtype=torch.float32)
+        scores[ctx.key(u)] = 1.0 + level - rank / n
+    return Scored(scores, ctx.model)
+
+
 # ---------------------------------------------------------------------------- bn
 @register_criterion("bn")
 def _bn_scores(ctx: _Context, l1_penalty: float = 1e-4) -> Scored:
@@ -303,14 +324,20 @@ def _gate_hook(parts: list[torch.Tensor]):
 
 # ---------------------------------------------------------------------------- dhp
 @register_criterion("dhp")
-def _dhp_scores(ctx: _Context, embedding_dim: int | None = None, dhp_score: str = "grad"
-                ) -> Scored:
-    if dhp_score not in DHP_SCORES:
-        raise ValueError(f"dhp_score must be one of {DHP_SCORES}, got {dhp_score!r}")
+def _dhp_scores(ctx: _Context, embedding_dim: int | None = None, dhp_score: str = "grad",
+                grouped_input: str = "learned", group_latent: str = "shared",
+                last_step: bool = True) -> Scored:
+    """``grouped_input``, ``group_latent`` and ``last_step`` default to the reference code's
+    choices (see hetero.trial.TrialSpec's dhp_* settings for what each changes)."""
+    for name, value, allowed in (("dhp_score", dhp_score, DHP_SCORES),
+                                 ("grouped_input", grouped_input, DHP_GROUPED_INPUTS),
+                                 ("group_latent", group_latent, DHP_GROUP_LATENTS)):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
     net = _training_copy(ctx.model)
     m = embedding_dim or _default_embedding_dim(net, ctx.config.layers)
     _check_hypernet_size(net, ctx.config.layers, m)
-    hyper = _HyperNetwork(net, ctx, m)
+    hyper = _HyperNetwork(net, ctx, m, grouped_input=grouped_input, group_latent=group_latent)
     weight_names = {f"{name}.weight" for name in ctx.config.layers}
     others = [p for n, p in net.named_parameters() if n not in weight_names]
     optimizer = _SGD([*hyper.parameters(), *others], ctx.settings)
@@ -319,47 +346,81 @@ def _dhp_scores(ctx: _Context, embedding_dim: int | None = None, dhp_score: str 
         optimizer.zero_grad()
         logits = torch.func.functional_call(net, hyper.weights(), (x,))
         F.cross_entropy(logits, y).backward()
-        if step < len(taken) - 1:  # the score is the last batch's gradient, taken before its step
+        # The score is the last batch's gradient; its step (the reference's second SGD step)
+        # leaves that gradient as it is and moves the latents and hypernetworks.
+        if step < len(taken) - 1 or last_step:
             optimizer.step()
     with torch.no_grad():
         generated = {name[: -len(".weight")]: w.detach() for name, w in hyper.weights().items()}
-    scores = {ctx.key(u): (z.grad.abs() if dhp_score == "grad" and z.grad is not None
-                           else z.detach().abs() if dhp_score == "latent"
-                           else torch.zeros_like(z))
-              for u, z in hyper.latents.items() if not ctx.graph.units[u].fixed}
+    scores = {ctx.key(u): hyper.channel_scores(u, dhp_score)
+              for u in hyper.latents if not ctx.graph.units[u].fixed}
     return Scored(scores, net, generated, {"embedding_dim": m})
 
 
 class _HyperNetwork:
-    """DHP: one latent vector per unit and one hypernetwork per prunable conv/linear."""
+    """DHP: one latent vector per unit and one hypernetwork per prunable conv/linear.
 
-    def __init__(self, net: nn.Module, ctx: _Context, m: int) -> None:
+    ``group_latent="shared"``: a unit that moves in whole groups (a grouped conv's, RegNet's
+    bottleneck) has one latent element per group, repeated over the group's channels, as the
+    reference's RegNet; ``"channel"``: one element per channel. ``grouped_input="learned"``: a
+    grouped or depthwise conv's input latent is its own learnable N(0,1) vector of length
+    in/groups, as the reference's; ``"ones"``: a constant vector of ones.
+    """
+
+    def __init__(self, net: nn.Module, ctx: _Context, m: int, *, grouped_input: str = "learned",
+                 group_latent: str = "shared") -> None:
         device = device_of(net)
         generator = torch.Generator().manual_seed(torch.initial_seed())
         self.graph = ctx.graph
         self.layers = {name: net.get_submodule(name) for name in ctx.config.layers}
+        # Elements per latent entry: a shared group latent repeats each entry over its group.
+        self.spans = {u.id: (u.granularity if group_latent == "shared" and not u.fixed else 1)
+                      for u in ctx.graph.units}
         # Fixed units (the image, the outputs) have latents too; they are trained, never scored.
-        self.latents = {u.id: torch.randn(w, generator=generator).to(device).requires_grad_()
+        self.latents = {u.id: torch.randn(w // self.spans[u.id], generator=generator)
+                        .to(device).requires_grad_()
                         for u, w in zip(ctx.graph.units, ctx.widths, strict=True)}
+        self.grouped_inputs = {
+            name: (torch.randn(width, generator=generator).to(device).requires_grad_()
+                   if grouped_input == "learned" else torch.ones(width, device=device))
+            for name, width in ctx.graph.group_widths.items() if name in self.layers}
         self.hypers = {name: _init_hypernet(layer.weight.shape, m, generator, device)
                        for name, layer in self.layers.items()}
 
     def parameters(self) -> list[torch.Tensor]:
-        return [*self.latents.values(), *(t for h in self.hypers.values() for t in h.values())]
+        grouped = [z for z in self.grouped_inputs.values() if z.requires_grad]
+        return [*self.latents.values(), *grouped,
+                *(t for h in self.hypers.values() for t in h.values())]
 
-    def _input_latent(self, name: str, layer: nn.Module) -> torch.Tensor:
-        if isinstance(layer, nn.Conv2d) and layer.groups > 1:
-            # A grouped filter sees only its group's channels: a constant input latent.
-            return torch.ones(layer.in_channels // layer.groups, device=layer.weight.device)
+    def latent(self, unit: int) -> torch.Tensor:
+        """The unit's latent, one element per channel."""
+        z, span = self.latents[unit], self.spans[unit]
+        return z.repeat_interleave(span) if span > 1 else z
+
+    def channel_scores(self, unit: int, dhp_score: str) -> torch.Tensor:
+        """One score per channel. A shared group entry's score is spread evenly over its
+        channels, so the group (which the shrinker scores by its channels' sum) counts as one
+        latent element against the global threshold, as in the reference."""
+        z, span = self.latents[unit], self.spans[unit]
+        if dhp_score == "latent":
+            values = z.detach().abs()
+        else:
+            values = z.grad.abs() if z.grad is not None else torch.zeros_like(z)
+        return values.repeat_interleave(span) / span if span > 1 else values
+
+    def _input_latent(self, name: str) -> torch.Tensor:
+        if name in self.grouped_inputs:
+            # A grouped filter sees only its group's channels.
+            return self.grouped_inputs[name]
         layout = self.graph.module_inputs[name]
-        z = torch.cat([self.latents[u] for u in layout.units])
+        z = torch.cat([self.latent(u) for u in layout.units])
         return z.repeat_interleave(layout.repeat) if layout.repeat > 1 else z
 
     def weights(self) -> dict[str, torch.Tensor]:
         out = {}
         for name, layer in self.layers.items():
-            z_out = self.latents[self.graph.layer_unit[name]]
-            w = _generate_weight(layer.weight.shape, self._input_latent(name, layer), z_out,
+            z_out = self.latent(self.graph.layer_unit[name])
+            w = _generate_weight(layer.weight.shape, self._input_latent(name), z_out,
                                  self.hypers[name])
             out[f"{name}.weight"] = w
         return out

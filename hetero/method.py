@@ -32,6 +32,7 @@ class TrialResult:
     kind: str
     accuracy: float                 # top-1 on the test split, fraction in [0, 1]
     top5: float
+    train_accuracy: float           # the last epoch's running accuracy over its training batches
     flops: int                      # macs accounting
     params: int
     flops_paper: int                # paper accounting (+ BN, ReLU)
@@ -49,6 +50,7 @@ class TrialResult:
     epochs: int
     history: list[dict[str, Any]] = field(default_factory=list)
     search_info: dict[str, float] = field(default_factory=dict)  # what scoring chose (dhp: m)
+    teacher_info: dict[str, float] = field(default_factory=dict)  # KD: the teacher used
 
     @property
     def flops_ratio(self) -> float:
@@ -60,13 +62,14 @@ class TrialResult:
 
     def metrics(self) -> dict[str, float]:
         """The final scalar metrics (names as in ``sweeps.keys``)."""
-        names = ("accuracy", "top5", "flops", "params", "flops_paper", "params_paper",
-                 "baseline_flops", "baseline_params", "search_seconds", "train_seconds",
-                 "images_per_second")
+        names = ("accuracy", "top5", "train_accuracy", "flops", "params", "flops_paper",
+                 "params_paper", "baseline_flops", "baseline_params", "search_seconds",
+                 "train_seconds", "images_per_second")
         out = {n: float(getattr(self, n)) for n in names}
         out.update(flops_ratio=self.flops_ratio, params_ratio=self.params_ratio,
                    epochs_completed=float(self.epochs),
-                   **{f"search_{k}": float(v) for k, v in self.search_info.items()})
+                   **{f"search_{k}": float(v) for k, v in self.search_info.items()},
+                   **{k: float(v) for k, v in self.teacher_info.items()})
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,7 +189,9 @@ def _shrink_to_latency(wide: ChannelConfig, scores, base: ChannelConfig, target:
 
 def _criterion_options(spec: TrialSpec) -> dict[str, Any]:
     if spec.criterion == "dhp":
-        return {"embedding_dim": spec.embedding_dim, "dhp_score": spec.dhp_score}
+        return {"embedding_dim": spec.embedding_dim, "dhp_score": spec.dhp_score,
+                "grouped_input": spec.dhp_grouped_input, "group_latent": spec.dhp_group_latent,
+                "last_step": spec.dhp_last_step}
     return {}
 
 
@@ -200,23 +205,19 @@ def _initial_model(spec: TrialSpec, derivation: Derivation) -> torch.nn.Module:
                        generated=derivation.generated if spec.init == "hyper" else None)
 
 
-# Baselines have no widening of their own; with KD on they distil from a 2x uniform teacher.
+# Baselines have no widening of their own; with KD on they distil from a 2x uniform teacher
+# (the width of the paper's LW-DNA teachers, method.md 1.1 and 1.6).
 BASELINE_TEACHER_WIDTH = 2.0
 
 
-def _train_teacher(spec: TrialSpec, base: ChannelConfig, data) -> torch.nn.Module:
-    """The paper's KD teacher: the widened uniform network, trained with the same protocol.
-
-    Deterministic for a seed, so a resumed trial rebuilds the same teacher.
-    """
-    from hetero.materialize import materialize
-    from hetero.train import Trainer
+def _teacher(spec: TrialSpec, base: ChannelConfig, data, device):
+    """The paper's KD teacher: the widened uniform network trained with the same protocol,
+    shared by every trial of the same seed and data (hetero.teacher caches it)."""
+    from hetero.teacher import trained_teacher
 
     width = BASELINE_TEACHER_WIDTH if spec.baseline else spec.width_mult
-    torch.manual_seed(spec.seed)
-    teacher = materialize(widen(base, width, divisor=spec.divisor))
-    Trainer(teacher, data, spec.protocol.replace(kd_weight=0.0), seed=spec.seed).fit()
-    return teacher.eval()
+    return trained_teacher(widen(base, width, divisor=spec.divisor), spec.protocol, data,
+                           seed=spec.seed, device=device)
 
 
 def run_trial(spec: TrialSpec, *, on_epoch: EpochCallback | None = None,
@@ -231,7 +232,7 @@ def run_trial(spec: TrialSpec, *, on_epoch: EpochCallback | None = None,
     the same result as an uninterrupted run.
     """
     from hetero.data import load_dataset
-    from hetero.train import Trainer, resolve_device
+    from hetero.train import Distillation, Trainer, resolve_device
 
     device = resolve_device(spec.protocol.device)
     if data is None:
@@ -252,8 +253,10 @@ def run_trial(spec: TrialSpec, *, on_epoch: EpochCallback | None = None,
     # The scored wide network and dhp's generated weights served only the start: free them
     # before training (on a GPU they would hold memory for the whole run).
     derivation.wide_model = derivation.generated = None
-    teacher = _train_teacher(spec, base, data) if spec.protocol.kd_weight > 0 else None
-    trainer = Trainer(model, data, spec.protocol, seed=spec.seed, teacher=teacher)
+    teacher = _teacher(spec, base, data, device) if spec.kd_weight > 0 else None
+    distill = (Distillation(teacher.network, spec.kd_weight, spec.kd_temperature)
+               if teacher is not None else None)
+    trainer = Trainer(model, data, spec.protocol, seed=spec.seed, distill=distill)
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint["trainer"])
     extra = {"config": config.to_dict(), "base_config": base.to_dict(),
@@ -271,9 +274,11 @@ def run_trial(spec: TrialSpec, *, on_epoch: EpochCallback | None = None,
     summary = trainer.fit(on_epoch=report)
     return TrialResult(
         kind=spec.kind, accuracy=summary.accuracy, top5=summary.top5,
+        train_accuracy=summary.train_accuracy,
         **{k: int(v) for k, v in cost.items() if not k.endswith("_ratio")},
         config=config, base_config=base, width_ratios=config.ratios_to(base),
         search_seconds=derivation.search_seconds, train_seconds=summary.train_seconds,
         images_per_second=summary.images_per_second, epochs=summary.epochs,
         history=summary.history, search_info=derivation.search_info,
+        teacher_info=teacher.info() if teacher is not None else {},
     )

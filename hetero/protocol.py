@@ -41,11 +41,11 @@ class TrainProtocol:
     gamma: float = setting(0.1, "step schedule decay", lo=0, lo_open=True, cli=False)
     warmup_epochs: int = setting(0, "linear warm-up epochs from lr/10", lo=0, integer=True)
     label_smoothing: float = setting(0.0, "label smoothing", lo=0, hi=0.999)
-    kd_weight: float = setting(0.0, "> 0: distil from the trained widened network (paper: "
-                               "0.4); off by default", lo=0, hi=1)
-    kd_temperature: float = setting(4.0, "distillation temperature", lo=0, lo_open=True,
-                                    cli=False)
     eval_batch_size: int = setting(500, "evaluation batch size", lo=1, integer=True, cli=False)
+    eval_every: int = setting(1, "evaluate the test split every this many epochs and after the "
+                              "last (test metrics of the epochs between are not measured): a "
+                              "small training set with a large test split spends most of an "
+                              "epoch evaluating", lo=1, integer=True, cli=False)
     augment: bool = setting(True, "random crop (pad: 1/8 of the size) + horizontal flip",
                             cli=False)
     flip: bool = setting(True, "horizontal flip; false reproduces the reference's ImageNet and "

@@ -18,7 +18,8 @@ import torch
 from hetero.config import ChannelConfig
 from hetero.trial import TARGET_METRICS
 
-__all__ = ["ShrinkResult", "shrink_to_target", "reachable_range", "unit_floors"]
+__all__ = ["ShrinkResult", "shrink_to_target", "reachable_range", "unit_floors",
+           "uniform_width_at"]
 
 TOLERANCE = 0.005       # the band around the target a derived network's cost must land in
 
@@ -74,6 +75,52 @@ def reachable_range(wide_config: ChannelConfig, *, base_config: ChannelConfig,
     floors = unit_floors(wide_config, remain_ratio=remain_ratio, linear_ratio=linear_ratio,
                          divisor=divisor)
     return costing(floors) / costing.base, costing(costing.full) / costing.base
+
+
+# Uniform widths are searched on this grid: 1e-4 resolves one channel of a 10,000-wide layer.
+WIDTH_RESOLUTION = 1e-4
+
+
+def uniform_width_at(base_config: ChannelConfig, target: float, *, target_metric: str = "flops",
+                     divisor: int = 1, accounting: str = "macs") -> float:
+    """The uniform width multiplier whose network costs closest to ``target`` x the baseline's.
+
+    The uniform arm at an LW-DNA's exact cost (a control, not only a grid of widths). Widths
+    truncate to whole channels, so the cost is a step function of the multiplier: of the two
+    steps around the target, the closer one; the smallest multiplier (on a 1e-4 grid) that
+    builds it.
+    """
+    from hetero.models.factory import complexity, widen
+
+    if target_metric not in ("flops", "params") or not target > 0:
+        raise ValueError(f"a uniform width matches a positive FLOPs or params target, got "
+                         f"{target_metric} {target}")
+
+    def cost(step: int) -> float:
+        config = widen(base_config, step * WIDTH_RESOLUTION, divisor=divisor)
+        return getattr(complexity(config, accounting), target_metric)
+
+    goal = target * cost(round(1 / WIDTH_RESOLUTION))
+    lo, hi = 1, round(16 / WIDTH_RESOLUTION)           # cost(lo) may exceed goal; cost(hi) >= goal
+    if cost(hi) < goal:
+        raise ValueError(f"no uniform width up to 16 reaches {target} x the baseline's "
+                         f"{target_metric}")
+    while hi - lo > 1:                                  # smallest step with cost >= goal
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if cost(mid) < goal else (lo, mid)
+    above = hi if cost(lo) < goal else lo
+    below = _first_step_of(cost, above - 1) if above > 1 else above
+    best = min((below, above), key=lambda step: (abs(cost(step) - goal), step))
+    return round(best * WIDTH_RESOLUTION, 4)
+
+
+def _first_step_of(cost, step: int) -> int:
+    """The smallest grid step with the same cost as ``step`` (a cost plateau's start)."""
+    value, lo, hi = cost(step), 1, step
+    while hi - lo > 0:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if cost(mid) < value else (lo, mid)
+    return lo
 
 
 class _Costing:

@@ -23,7 +23,8 @@ from torch import nn
 from hetero.errors import TrainingDiverged
 from hetero.protocol import TrainProtocol
 
-__all__ = ["Trainer", "TrainSummary", "TrainingDiverged", "resolve_device", "lr_factor"]
+__all__ = ["Trainer", "TrainSummary", "Distillation", "TrainingDiverged", "resolve_device",
+           "lr_factor"]
 
 EpochCallback = Callable[[dict[str, Any], "Trainer"], None]
 # Protocol fields that may differ when resuming: they do not change what is computed.
@@ -55,10 +56,26 @@ def lr_factor(protocol: TrainProtocol, epoch: int) -> float:
     return p.gamma ** passed
 
 
+@dataclass(frozen=True)
+class Distillation:
+    """Knowledge distillation from a trained teacher: ``weight`` x KD + (1 - weight) x CE, the KD
+    term KL(softmax(teacher / T) || softmax(student / T)) x T^2 (the paper: 0.4, T = 4)."""
+
+    teacher: nn.Module
+    weight: float = 0.4
+    temperature: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.weight <= 1 or not self.temperature > 0:
+            raise ValueError(f"distillation needs a weight in (0, 1] and a temperature > 0, got "
+                             f"{self.weight} and {self.temperature}")
+
+
 @dataclass
 class TrainSummary:
     accuracy: float
     top5: float
+    train_accuracy: float       # the last epoch's running accuracy over its training batches
     test_loss: float
     train_seconds: float        # training and per-epoch evaluation, all epochs
     images_per_second: float    # training images / training seconds (evaluation excluded)
@@ -67,17 +84,14 @@ class TrainSummary:
 
 
 class Trainer:
-    """Trains ``model`` on ``data`` with ``protocol``; ``teacher`` enables KD (kd_weight > 0).
+    """Trains ``model`` on ``data`` with ``protocol``; ``distill`` adds knowledge distillation.
 
     Runs exactly ``protocol.epochs`` epochs in both arms. (The reference code stops at
     ``epochs - 1`` in both its baseline and LW-DNA trainers; what matters is that both arms match.)
     """
 
     def __init__(self, model: nn.Module, data, protocol: TrainProtocol, *, seed: int = 0,
-                 teacher: nn.Module | None = None) -> None:
-        if protocol.kd_weight > 0 and teacher is None:
-            raise ValueError("protocol.kd_weight > 0 needs a teacher (the widened baseline); "
-                             "pass teacher=... or set kd_weight=0 in both arms")
+                 distill: Distillation | None = None) -> None:
         if protocol.nesterov and protocol.momentum == 0:
             raise ValueError("nesterov needs momentum > 0; set momentum or nesterov=False")
         self.protocol, self.data, self.seed = protocol, data, seed
@@ -90,9 +104,9 @@ class Trainer:
         if cuda:
             torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels
         self.model = model.to(self.device, memory_format=self.memory_format)
-        self.teacher = teacher
-        if teacher is not None and protocol.kd_weight > 0:
-            self.teacher = teacher.to(self.device, memory_format=self.memory_format).eval()
+        self.distill = distill
+        if distill is not None:
+            distill.teacher.to(self.device, memory_format=self.memory_format).eval()
         self.optimizer, self.scheduler = self._make_optimizer()
         self.epoch = 0  # completed epochs
         self.history: list[dict[str, Any]] = []
@@ -129,12 +143,18 @@ class Trainer:
         self._sync()
         train_seconds = time.perf_counter() - start
         self.scheduler.step()
-        test = self.evaluate()
+        test = self.evaluate() if self._evaluates(self.epoch + 1) else _NOT_MEASURED
         return {"epoch": self.epoch + 1, "train_loss": train_loss,
                 "train_accuracy": train_accuracy, "test_loss": test["test_loss"],
                 "accuracy": test["accuracy"], "top5": test["top5"], "lr": lr,
                 "epoch_seconds": time.perf_counter() - start,
                 "images_per_second": self.data.num_train / max(train_seconds, 1e-9)}
+
+    def _evaluates(self, epoch: int) -> bool:
+        """Whether the test split is scored after (1-based) ``epoch``: every ``eval_every``
+        epochs and always after the last."""
+        p = self.protocol
+        return epoch % p.eval_every == 0 or epoch >= p.epochs
 
     def _train_one_epoch(self) -> tuple[float, float]:
         self.model.train()
@@ -173,16 +193,16 @@ class Trainer:
     def _loss(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         p = self.protocol
         ce = F.cross_entropy(logits.float(), y, label_smoothing=p.label_smoothing)
-        if p.kd_weight == 0:
+        if self.distill is None:
             return ce
         with torch.no_grad():
-            teacher_logits = self.teacher(x).float()
-        t = p.kd_temperature
+            teacher_logits = self.distill.teacher(x).float()
+        t, weight = self.distill.temperature, self.distill.weight
         # KL(softmax(teacher/T) || softmax(student/T)) * T^2, batch mean.
         kd = F.kl_div(F.log_softmax(logits.float() / t, dim=1),
                       F.log_softmax(teacher_logits / t, dim=1),
                       reduction="batchmean", log_target=True) * t * t
-        return p.kd_weight * kd + (1 - p.kd_weight) * ce
+        return weight * kd + (1 - weight) * ce
 
     # -- evaluation ------------------------------------------------------------------------
 
@@ -214,6 +234,7 @@ class Trainer:
         pure = sum(self.data.num_train / m["images_per_second"] for m in self.history)
         images = self.data.num_train * len(self.history)
         return TrainSummary(accuracy=last["accuracy"], top5=last["top5"],
+                            train_accuracy=last["train_accuracy"],
                             test_loss=last["test_loss"], train_seconds=train_seconds,
                             images_per_second=images / max(pure, 1e-9), epochs=self.epoch,
                             history=[dict(m) for m in self.history])
@@ -249,6 +270,10 @@ class Trainer:
             fields = differ + (["seed"] if int(state["seed"]) != self.seed else [])
             raise ValueError(f"checkpoint was trained with different {', '.join(fields)}; "
                              "resume with the same protocol and seed, or start a fresh run")
+
+
+# The test metrics of an epoch that is not evaluated (protocol.eval_every > 1).
+_NOT_MEASURED = {"test_loss": float("nan"), "accuracy": float("nan"), "top5": float("nan")}
 
 
 def _mix_seed(seed: int, epoch: int) -> int:

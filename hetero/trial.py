@@ -22,10 +22,13 @@ from hetero.protocol import TrainProtocol, from_known_keys
 from hetero.settings import Setting, check_declared, declared, setting
 
 __all__ = ["TrialSpec", "settings", "axes", "defaults", "params_of", "BASELINE_CRITERION", "INITS",
-           "DHP_SCORES", "TARGET_METRICS", "MAX_WIDTH_MULT"]
+           "DHP_SCORES", "DHP_GROUPED_INPUTS", "DHP_GROUP_LATENTS", "TARGET_METRICS",
+           "MAX_WIDTH_MULT"]
 
 INITS = ("fresh", "inherit", "hyper")
 DHP_SCORES = ("grad", "latent")
+DHP_GROUPED_INPUTS = ("learned", "ones")
+DHP_GROUP_LATENTS = ("shared", "channel")
 TARGET_METRICS = ("flops", "params", "latency")
 # Wider than this is a typo, not an experiment (a 2x ResNet-50 already has ~100 M parameters).
 MAX_WIDTH_MULT = 16.0
@@ -55,8 +58,9 @@ class TrialSpec:
                                  "batch-1 latency on the trial's device",
                                  choices=TARGET_METRICS,
                                  sweep="fixed", lwdna_only=True)
-    criterion: str = setting("dhp", "channel score: dhp | gate | bn | l1", sweep="axis",
-                             plural="criteria", lwdna_only=True)
+    criterion: str = setting("dhp", "channel score: dhp | gate | bn | l1, or random (the "
+                             "control: a random LW-DNA at the same target and floors)",
+                             sweep="axis", plural="criteria", lwdna_only=True)
     remain_ratio: float = setting(0.4, "rho: every unit keeps at least this share of its "
                                   "widened channels", lo=0, hi=1, lo_open=True, sweep="axis",
                                   plural="remain_ratios", lwdna_only=True)
@@ -74,7 +78,7 @@ class TrialSpec:
     init: str = setting("fresh", "the derived network's starting weights: fresh (the paper's "
                         "'from scratch'), inherit (the scored wide network's kept weights), "
                         "hyper (dhp: generated from the kept latents, as the reference code)",
-                        choices=INITS, sweep="fixed", lwdna_only=True)
+                        choices=INITS, sweep="axis", plural="inits", lwdna_only=True)
     dhp_score: str = setting("grad", "dhp: rank by |dL/dz| (grad, the paper's text) or |z| "
                              "(latent, the released ResNet-50 code)", choices=DHP_SCORES,
                              sweep="fixed", lwdna_only=True)
@@ -83,6 +87,25 @@ class TrialSpec:
                                         "would need over 50 M hypernetwork parameters; the "
                                         "size used is reported", lo=1, integer=True,
                                         sweep="fixed", lwdna_only=True)
+    dhp_grouped_input: str = setting("learned", "dhp: the input latent of a grouped or depthwise "
+                                     "conv, a learnable N(0,1) vector of length in/groups "
+                                     "(learned, the reference) or constant ones",
+                                     choices=DHP_GROUPED_INPUTS, sweep="fixed", lwdna_only=True)
+    dhp_group_latent: str = setting("shared", "dhp: a grouped conv's unit (RegNet's bottleneck) "
+                                    "scored through one latent element per group, shared by its "
+                                    "channels (shared, the reference) or one per channel, "
+                                    "summed per group", choices=DHP_GROUP_LATENTS, sweep="fixed",
+                                    lwdna_only=True)
+    dhp_last_step: bool = setting(True, "dhp: take the last scoring batch's SGD step too, two "
+                                  "steps in all as the reference's --epochs_grad 1 (moves the "
+                                  "latents and the weights init hyper generates; the grad "
+                                  "score is taken before it)", sweep="fixed", lwdna_only=True)
+    kd_weight: float = setting(0.0, "> 0: distil from the widened uniform network trained "
+                               "first with the same protocol (the paper's CIFAR LW-DNA rows: "
+                               "0.4); both arms of a sweep get it (baselines distil from a 2x "
+                               "teacher)", lo=0, hi=1, sweep="axis", plural="kd_weights")
+    kd_temperature: float = setting(4.0, "distillation temperature (the paper: 4)", lo=0,
+                                    lo_open=True, sweep="fixed")
     seed: int = setting(0, "seed of the scoring batches, init and data order", lo=0,
                         integer=True, sweep="axis", plural="seeds")
     data_fraction: float = setting(1.0, "fraction of the training split to use", lo=0,

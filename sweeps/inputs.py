@@ -6,35 +6,17 @@ trained on, and two runs on different data (another fraction, another folder) di
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["data_digest", "dataset_profile", "dataset_source", "log_dataset",
+__all__ = ["dataset_profile", "dataset_source", "log_dataset",
            "CONTEXT_TRAINING"]
 
 CONTEXT_TRAINING = "training"
-DIGEST_LENGTH = 12
 # Where each built-in dataset comes from when no folder is given.
 LOADERS = {"digits": "sklearn.datasets.load_digits", "cifar10": "torchvision.datasets.CIFAR10",
            "cifar100": "torchvision.datasets.CIFAR100"}
-
-
-def data_digest(data) -> str:
-    """sha256 of what the network saw: the kept training split and the test split.
-
-    In-memory datasets hash their uint8 pixels and labels; streamed ones (ImageNet layout)
-    hash their file lists and labels, which is what changes between two folders.
-    """
-    h = hashlib.sha256()
-    if hasattr(data, "train_x"):
-        for tensor in (data.train_x, data.train_y, data.test_x, data.test_y):
-            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    else:
-        for path, label in (*data.train, *data.test):
-            h.update(f"{path}\t{label}\n".encode())
-    return h.hexdigest()[:DIGEST_LENGTH]
 
 
 def dataset_profile(data, fraction: float) -> dict[str, Any]:
@@ -77,6 +59,8 @@ def log_dataset(client, run_id: str, data, *, name: str, data_dir: str | None,
     """
     from mlflow.entities import DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    from hetero.data import data_digest
 
     digest = data_digest(data)
     entity = _dataset(name, digest, dataset_source(name, data_dir),

@@ -7,7 +7,7 @@ TAG_KIND = "kind"                 # KIND_LWDNA | KIND_BASELINE | KIND_SWEEP (par
 TAG_MODEL = "model"               # family name, e.g. resnet_cifar
 TAG_VARIANT = "variant"           # e.g. 56
 TAG_DATASET = "dataset"
-TAG_CRITERION = "criterion"       # dhp | gate | bn | l1 | uniform (baselines)
+TAG_CRITERION = "criterion"       # dhp | gate | bn | l1 | random | uniform (baselines)
 TAG_SWEEP = "sweep"               # sweep name, on parent and children
 TAG_TRIAL_ID = "trial_id"         # Ray Tune trial id (stable across resume)
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"
@@ -27,6 +27,7 @@ TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND_TRAINING = "custom_model_development"
 
 KIND_LWDNA = "lwdna"
+CRITERION_RANDOM = "random"       # the control criterion: a random LW-DNA at the same target
 KIND_BASELINE = "baseline"
 KIND_SWEEP = "sweep"
 
@@ -59,7 +60,18 @@ PARAM_EPOCHS = _param("epochs")
 PARAM_MODEL = _param("model")
 PARAM_VARIANT = _param("variant")
 PARAM_DATASET = _param("dataset")
+PARAM_INIT = _param("init")
+PARAM_KD_WEIGHT = _param("kd_weight")
 PARAM_LATENCY_BATCH = "latency_batch"  # the throughput batch of the latency metrics (sweep-level)
+
+# Derived from the declarations, so a new setting needs no edit here:
+# - what makes two trials "the same experiment but another seed" (analysis groups by these);
+SETTING_PARAMS = (*(n for n in _trial_settings() if n not in ("seed", "baseline")), PARAM_EPOCHS)
+# - what both arms must share to be compared at all: every setting a uniform baseline has too,
+#   but its width and the seed (matched by the pairing).
+CONTEXT_PARAMS = (*(n for n, s in _trial_settings().items()
+                    if not s.lwdna_only and n not in ("width_mult", "seed", "baseline")),
+                  PARAM_EPOCHS)
 
 # ---- metrics ---------------------------------------------------------------------------------
 # per epoch (step = epoch index, starting at 1)
@@ -72,6 +84,7 @@ METRIC_TOP5 = "top5"
 METRIC_LR = "lr"
 METRIC_EPOCH_SECONDS = "epoch_seconds"
 METRIC_IMAGES_PER_SECOND = "images_per_second"
+METRIC_SECONDS_PER_IMAGE = "seconds_per_image"  # 1 / images_per_second: the training step's cost
 # final
 METRIC_FLOPS = "flops"            # macs accounting (conv + fc multiply-accumulates)
 METRIC_PARAMS = "params"
@@ -82,6 +95,7 @@ METRIC_BASELINE_PARAMS = "baseline_params"
 METRIC_FLOPS_RATIO = "flops_ratio"    # flops / baseline_flops (width-1.0 uniform network)
 METRIC_PARAMS_RATIO = "params_ratio"
 METRIC_SEARCH_SECONDS = "search_seconds"  # scoring + shrinking
+METRIC_TEACHER_ACCURACY = "teacher_accuracy"  # KD: the test accuracy of the teacher used
 METRIC_TRAIN_SECONDS = "train_seconds"
 METRIC_EPOCHS_COMPLETED = "epochs_completed"
 METRIC_TRIAL_SECONDS = "trial_seconds"    # wall time inside the trial worker (last attempt)

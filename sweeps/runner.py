@@ -445,7 +445,7 @@ def _context(spec: SweepSpec, tracking: TrialTracking, trial_uri: str,
     trial_tracking = TrialTracking(trial_uri, tracking.experiment_id, tracking.parent_run_id,
                                    tracking.sweep)
     return TrialContext(fixed=fixed, tracking=trial_tracking, model_label=spec.model.name,
-                        family=base.family, variant=base.variant, varying=spec.space.varying(),
+                        family=base.family, variant=base.variant, varying=spec.varying(),
                         threads=thread_count(spec.resources.cpus),
                         log_models=spec.tracking.models == keys.MODELS_ALL,
                         latency_batch=spec.tracking.latency_batch)

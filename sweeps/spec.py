@@ -25,7 +25,7 @@ from hetero.trial import settings as trial_settings
 from sweeps import keys
 from sweeps.samplers import SAMPLERS
 
-__all__ = ["SpecError", "SweepSpec", "ModelSpec", "DatasetSpec", "SpaceSpec", "SearchSpec",
+__all__ = ["SpecError", "SweepSpec", "matched_widths", "ModelSpec", "DatasetSpec", "SpaceSpec", "SearchSpec",
            "SchedulerSpec", "ResourceSpec", "TrackingSpec", "load_spec",
            "spec_from_dict", "check_spec", "base_config", "smoke_test", "Range",
            "RANGE_DIMENSIONS"]
@@ -73,6 +73,16 @@ AXES = trial_axes()                                          # setting -> plural
 FIXED = tuple(n for n, s in trial_settings().items() if s.sweep == "fixed")
 # Real-valued axes may be continuous ranges (Optuna samples them).
 RANGE_DIMENSIONS = tuple(n for n in AXES if isinstance(trial_defaults()[n], float))
+# Axes the uniform baselines run over too (seeds, data fractions, KD): every axis that is not
+# LW-DNA-only, but the width, which the baselines list themselves.
+BASELINE_AXES = tuple(n for n in AXES
+                      if not trial_settings()[n].lwdna_only and n != "width_mult")
+# `baselines: [..., matched]`: besides the listed widths, the uniform width whose cost matches
+# each LW-DNA target (the uniform arm at the LW-DNA's exact FLOPs, not only a grid).
+MATCHED = "matched"
+# Keys that moved: an old spec gets the new place named instead of "unknown key".
+MOVED = {"protocol.kd_weight": "space.kd_weights (a list: KD is a lever both arms run with)",
+         "protocol.kd_temperature": "space.kd_temperature"}
 
 
 def _values(self, dimension: str) -> tuple[Any, ...] | Range:
@@ -144,7 +154,10 @@ class SweepSpec:
     dataset: DatasetSpec
     protocol: TrainProtocol = field(default_factory=TrainProtocol)
     space: SpaceSpec = field(default_factory=SpaceSpec)
-    baselines: tuple[float, ...] = (0.5, 0.75, 1.0)
+    # One change at a time: each ablation is `space` with some of its lists replaced; the sweep
+    # runs the union of space's grid and every ablation's grid.
+    ablations: tuple[SpaceSpec, ...] = ()
+    baselines: tuple[float | str, ...] = (0.5, 0.75, 1.0)
     search: SearchSpec = field(default_factory=SearchSpec)
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
     resources: ResourceSpec = field(default_factory=ResourceSpec)
@@ -156,15 +169,42 @@ class SweepSpec:
     def experiment(self) -> str:
         return self.tracking.experiment or self.name
 
+    @property
+    def spaces(self) -> tuple[Any, ...]:
+        """``space`` and every ablation: the grids whose union the sweep runs."""
+        return (self.space, *self.ablations)
+
+    def values(self, dimension: str) -> tuple[Any, ...] | Range:
+        """A searched dimension's values over every grid (space's own range, if it has one)."""
+        if isinstance(self.space.values(dimension), Range):
+            return self.space.values(dimension)
+        values = [v for sp in self.spaces for v in sp.values(dimension)]
+        return tuple(dict.fromkeys(values))
+
+    def varying(self) -> tuple[str, ...]:
+        """The searched dimensions that tell the sweep's trials apart (in any of its grids)."""
+        return tuple(d for d in self.space.DIMENSIONS if len(self.values(d)) > 1)
+
     def lwdna_points(self) -> list[dict[str, Any]]:
         """Every lwdna hyperparameter combination (what grid runs; what random samples from)."""
-        return [{"kind": keys.KIND_LWDNA, **c} for c in self.space.combinations()]
+        combos = [c for sp in self.spaces for c in sp.combinations()]
+        return [{"kind": keys.KIND_LWDNA, **c} for c in _unique(combos)]
 
     def baseline_points(self) -> list[dict[str, Any]]:
-        """Uniform baselines x seeds x data fractions: the sweep's own reference curve."""
-        return [{"kind": keys.KIND_BASELINE, "width_mult": w, "seed": s, "data_fraction": f}
-                for w, s, f in itertools.product(self.baselines, self.space.seeds,
-                                                 self.space.data_fractions)]
+        """Uniform baselines at every width x every combination of the axes baselines share
+        with the LW-DNAs (seeds, data fractions, KD): the sweep's own reference curve."""
+        combos = _unique([{d: c[d] for d in BASELINE_AXES} for sp in self.spaces
+                          for c in sp.combinations()])
+        return [{"kind": keys.KIND_BASELINE, "width_mult": w, **c}
+                for w in self.baseline_widths() for c in combos]
+
+    def baseline_widths(self) -> tuple[float, ...]:
+        """The listed widths, with ``matched`` replaced by the uniform width whose cost matches
+        each LW-DNA target (sorted, no repeats)."""
+        widths = {w for w in self.baselines if w != MATCHED}
+        if MATCHED in self.baselines:
+            widths |= set(matched_widths(self))
+        return tuple(sorted(widths))
 
     def sampled_lwdna_points(self) -> list[dict[str, Any]]:
         """The lwdna trials known up front: grid all, random a seeded sample, optuna none."""
@@ -190,8 +230,21 @@ class SweepSpec:
         out["protocol"] = self.protocol.to_dict()
         for section in ("space", "search", "scheduler", "resources", "tracking"):
             out[section] = _plain(getattr(self, section))
+        if self.ablations:
+            out["ablations"] = [_changed(self.space, ablation) for ablation in self.ablations]
         out.update(baselines=list(self.baselines), storage=self.storage, retries=self.retries)
         return out
+
+
+def _unique(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The points without repeats, in first-seen order."""
+    seen, out = set(), []
+    for point in points:
+        key = tuple(sorted(point.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(point)
+    return out
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -360,14 +413,18 @@ MODEL_SCHEMA: dict[str, Validator] = {
 }
 DATASET_SCHEMA: dict[str, Validator] = {"name": _text, "data_dir": _optional(_text),
                                         "download": _flag}
-TOP_LEVEL_KEYS = ("name", "model", "dataset", "protocol", "space", "baselines", "search",
-                  "scheduler", "resources", "tracking", "storage", "retries")
+TOP_LEVEL_KEYS = ("name", "model", "dataset", "protocol", "space", "ablations", "baselines",
+                  "search", "scheduler", "resources", "tracking", "storage", "retries")
+# What an ablation may change: space's searched lists (its fixed settings hold sweep-wide).
+ABLATION_SCHEMA = {plural: SPACE_SCHEMA[plural] for plural in AXES.values()}
 
 
 def _check_keys(path: str, data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
     for key in data:
         if key not in allowed:
             where = f"{path}.{key}" if path else str(key)
+            if where in MOVED:
+                raise SpecError(f"{where} has moved: give it as {MOVED[where]}")
             hint = difflib.get_close_matches(str(key), allowed, n=1)
             maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
             scope = f"under {path!r}" if path else "at the top level"
@@ -439,7 +496,7 @@ def _build(data: dict[str, Any]) -> SweepSpec:
         raise SpecError("name is required: a short name for the sweep, e.g. `name: cifar10-r56`")
     optional: dict[str, Any] = {}
     if "baselines" in data:
-        optional["baselines"] = _list(_number(0, 8, lo_open=True), allow_empty=True)(
+        optional["baselines"] = _list(_baseline_width, allow_empty=True)(
             "baselines", data["baselines"] if data["baselines"] is not None else [])
     if "storage" in data:
         optional["storage"] = _text("storage", data["storage"])
@@ -453,6 +510,9 @@ def _build(data: dict[str, Any]) -> SweepSpec:
     for key, schema in sections.items():
         if key in data:
             optional[key] = _section(key, data[key], schema, classes[key])
+    if "ablations" in data:
+        space = optional.get("space", SpaceSpec())
+        optional["ablations"] = _ablations(data["ablations"], space)
     return SweepSpec(
         name=_name("name", data["name"]),
         model=_named_section("model", data.get("model"), MODEL_SCHEMA, ModelSpec),
@@ -460,8 +520,71 @@ def _build(data: dict[str, Any]) -> SweepSpec:
         protocol=_protocol(data.get("protocol")), **optional)
 
 
+def _baseline_width(path: str, value: Any) -> float | str:
+    if value == MATCHED:
+        return value
+    return _number(0, 8, lo_open=True)(path, value)
+
+
+def _ablations(data: Any, space) -> tuple[Any, ...]:
+    items = data if isinstance(data, list | tuple) else [data]
+    out = []
+    for i, item in enumerate(items):
+        path = f"ablations[{i}]"
+        changes = _mapping(path, item)
+        if not changes:
+            raise _fail(path, "a mapping of the space lists it changes, e.g. {criteria: [random]}",
+                        item)
+        _check_keys(path, changes, tuple(ABLATION_SCHEMA))
+        out.append(replace(space, **{k: ABLATION_SCHEMA[k](f"{path}.{k}", v)
+                                     for k, v in changes.items()}))
+    return tuple(out)
+
+
+def _changed(space, ablation) -> dict[str, Any]:
+    """An ablation as the lists it changes (what the spec file says)."""
+    plain, base = _plain(ablation), _plain(space)
+    return {k: v for k, v in plain.items() if v != base[k]}
+
+
+def matched_widths(spec: SweepSpec) -> list[float]:
+    """The uniform width whose cost (the space's target metric) matches each LW-DNA target."""
+    from hetero.shrink import uniform_width_at
+
+    _check_matchable(spec)
+    metric, targets = spec.space.target_metric, spec.values("target")
+    base = base_config(spec)
+    return [uniform_width_at(base, t, target_metric=metric, divisor=spec.space.divisor)
+            for t in sorted(targets)]
+
+
+def _check_matchable(spec: SweepSpec) -> None:
+    if MATCHED in spec.baselines and (spec.space.target_metric == "latency"
+                                      or isinstance(spec.values("target"), Range)):
+        raise SpecError("baselines: matched needs listed FLOPs or params targets (not latency "
+                        "targets or a {low, high} range): list the baseline widths instead")
+
+
+def _check_trials(spec: SweepSpec) -> None:
+    """Every grid point is a valid trial (e.g. init hyper only with criterion dhp)."""
+    from hetero.trial import TrialSpec
+
+    for point in spec.lwdna_points():
+        settings = {k: v for k, v in point.items() if k != "kind" and not isinstance(v, Range)}
+        try:
+            TrialSpec(**settings, **spec.space.fixed_settings())
+        except ValueError as exc:
+            shown = ", ".join(f"{k} {v}" for k, v in settings.items() if k in spec.varying())
+            raise SpecError(f"the combination {shown or 'of space'} is not a valid trial: {exc}; "
+                            "put such levers in an ablation of their own (ablations: "
+                            "[{criteria: [dhp], inits: [hyper]}])") from None
+
+
 def _check_combined(spec: SweepSpec) -> None:
     epochs = spec.protocol.epochs
+    if spec.scheduler.type == "asha" and spec.protocol.eval_every > 1:
+        raise SpecError("scheduler.type asha stops trials by each epoch's test accuracy: use "
+                        "protocol.eval_every 1 with it, or scheduler.type fifo")
     if spec.scheduler.type == "asha" and spec.scheduler.grace_period > epochs:
         raise _fail("scheduler.grace_period", f"an integer in [1, {epochs}] (protocol.epochs)",
                     spec.scheduler.grace_period)
@@ -469,7 +592,7 @@ def _check_combined(spec: SweepSpec) -> None:
     if search.type == "grid" and search.num_samples != 1:
         raise SpecError("search.num_samples applies to random and optuna only; grid runs every "
                         "combination once (list more seeds to repeat trials)")
-    if search.type == "optuna" and not spec.space.varying():
+    if search.type == "optuna" and not spec.varying():
         raise SpecError("search.type optuna needs a space with at least one list of two or "
                         "more values; with a single combination use type: grid")
     ranged = [d for d in spec.space.DIMENSIONS if isinstance(spec.space.values(d), Range)]
@@ -477,6 +600,11 @@ def _check_combined(spec: SweepSpec) -> None:
         raise SpecError(f"space: {', '.join(ranged)} given as a {{low, high}} range, which only "
                         "search.type optuna samples; list the values instead for "
                         f"{search.type} search")
+    if spec.ablations and search.type == "optuna":
+        raise SpecError("ablations list extra grids, which search.type grid or random runs; "
+                        "optuna samples `space` alone: drop ablations or use type: grid")
+    _check_trials(spec)
+    _check_matchable(spec)
     available = len(spec.lwdna_points())
     if search.type == "random" and search.num_samples > available:
         raise _fail("search.num_samples", f"an integer in [1, {available}] (the number of "
@@ -506,10 +634,14 @@ def check_spec(spec: SweepSpec) -> None:
     from hetero.importance import list_criteria
 
     known = list_criteria()
-    for i, criterion in enumerate(spec.space.criteria):
-        if criterion not in known:
-            raise _fail(f"space.criteria[{i}]", "one of " + ", ".join(known), criterion)
-    unreachable = _unreachable(spec, base)
+    paths = ["space", *(f"ablations[{i}]" for i in range(len(spec.ablations)))]
+    for path, space in zip(paths, spec.spaces, strict=True):
+        for i, criterion in enumerate(space.criteria):
+            if criterion not in known:
+                raise _fail(f"{path}.criteria[{i}]", "one of " + ", ".join(known), criterion)
+    unreachable = [problem for space in spec.spaces for problem in _unreachable(space, base)
+                   if problem]
+    unreachable = list(dict.fromkeys(unreachable))
     if unreachable:
         raise SpecError("unreachable combinations (the per-layer floors keep the network "
                         "above or the widened network stays below the target): "
@@ -545,11 +677,11 @@ def base_config(spec: SweepSpec):
         raise SpecError(f"model: {exc}") from None
 
 
-def _unreachable(spec: SweepSpec, base) -> list[str]:
+def _unreachable(space, base) -> list[str]:
     from hetero.models.factory import widen
     from hetero.shrink import reachable_range
 
-    space, problems = spec.space, []
+    problems = []
     if space.target_metric == "latency":
         # Only the trial's own device can time what the floors allow; a trial whose latency
         # target is out of reach fails with the timed range (hetero.latency_model).

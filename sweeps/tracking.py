@@ -188,13 +188,13 @@ def ensure_experiment(client, name: str, location: str | None) -> str:
 
 def sweep_description(spec: SweepSpec, experiment_id: str, run_id: str) -> str:
     """The parent run's description (markdown): what the sweep was (the settings it searches
-    are ``spec.space.varying()``), and where its report is."""
+    are ``spec.varying()``), and where its report is."""
     from sweeps.spec import AXES, Range
 
     def shown(values) -> Any:  # as the logged sweep.yaml writes them
         return values.to_dict() if isinstance(values, Range) else list(values)
 
-    searched = ", ".join(f"{AXES[d]} {shown(spec.space.values(d))}" for d in spec.space.varying())
+    searched = ", ".join(f"{AXES[d]} {shown(spec.values(d))}" for d in spec.varying())
     report = f"#/experiments/{experiment_id}/runs/{run_id}/artifacts/{keys.ARTIFACT_REPORT_DIR}"
     return (f"**Sweep {spec.name}**: widen-shrink LW-DNA search on "
             f"{spec.model.name} / {spec.dataset.name}, {spec.search.type} search over "

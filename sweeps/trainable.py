@@ -7,6 +7,7 @@ each epoch to Tune (metrics + checkpoint) and to the trial's MLflow child run.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -64,25 +65,31 @@ def run_name(model_label: str, varying: tuple[str, ...], hp: dict[str, Any]) -> 
     tokens = _name_tokens(hp)
     if hp["kind"] == keys.KIND_BASELINE:
         first, rest = ["uniform", tokens["width_mult"]], [model_label]
-        shown: tuple[str, ...] = ("data_fraction", "seed")
+        shown: tuple[str, ...] = ("data_fraction", "kd_weight", "seed")
     else:
         first = [tokens[d] for d in tokens if d in varying]
         rest = [model_label]
         shown = tuple(d for d in tokens if d not in varying
                       and d in ("width_mult", "target", "criterion", "data_fraction", "seed"))
-    rest += [tokens[d] for d in shown
-             if d != "data_fraction" or "data_fraction" in varying or hp[d] != 1.0]
+    rest += [tokens[d] for d in shown if d in tokens
+             and (d not in _HIDDEN_AT or d in varying or hp[d] != _HIDDEN_AT[d])]
     if hp["kind"] == keys.KIND_BASELINE:
-        first += [tokens[d] for d in ("data_fraction", "seed") if d in varying]
+        first += [tokens[d] for d in ("data_fraction", "kd_weight", "seed")
+                  if d in varying and d in tokens]
         rest = [t for t in rest if t not in first]
     return " ".join([*first, "·", *rest]) if first else " ".join(rest)
+
+
+# Settings a name leaves out at these values unless they vary in the sweep.
+_HIDDEN_AT = {"data_fraction": 1.0, "kd_weight": 0.0}
 
 
 def _name_tokens(hp: dict[str, Any]) -> dict[str, str]:
     """One short token per dimension the trial has (the order names show them in)."""
     formats = {"width_mult": lambda v: f"w{_width(v)}", "target": lambda v: f"t{v:.2f}",
                "criterion": str, "remain_ratio": lambda v: f"r{v:.3g}",
-               "linear_ratio": lambda v: f"l{v:.3g}", "data_fraction": lambda v: f"f{v:g}",
+               "linear_ratio": lambda v: f"l{v:.3g}", "init": str,
+               "kd_weight": lambda v: f"kd{v:g}", "data_fraction": lambda v: f"f{v:g}",
                "seed": lambda v: f"s{v}"}
     return {d: fmt(hp[d]) for d, fmt in formats.items() if d in hp}
 
@@ -151,6 +158,8 @@ class EpochReporter:
         # trial stopped early has it too.
         logged = metrics if first_call else {k: v for k, v in metrics.items()
                                              if k not in COST_METRICS}
+        # An epoch whose test split was not scored (protocol.eval_every) has no test metrics.
+        logged = {k: v for k, v in logged.items() if not _not_measured(v)}
         self.run.log_metrics(logged, step=metrics[keys.METRIC_EPOCH])
         if metrics[keys.METRIC_EPOCH] < self.spec.protocol.epochs:
             self.report(self.last_metrics, checkpoint)
@@ -324,3 +333,7 @@ def _prepare_worker(context: TrialContext) -> None:
 def thread_count(cpus: float) -> int:
     """Torch threads for a trial holding ``cpus`` Ray CPUs (at least one)."""
     return max(1, int(cpus))
+
+
+def _not_measured(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)

@@ -190,3 +190,86 @@ def test_pareto_error_bars_are_95_percent_intervals_over_seeds():
     spans = [seg[1, 1] - seg[0, 1] for seg in bars.get_segments()]
     seeds_std = np.std(list(SEED_OFFSET.values()), ddof=1)   # the seeds shift every width alike
     assert spans == pytest.approx([2 * 100 * ci_half_width(seeds_std, 3)] * 3)
+
+
+# ---- the random control and the levers --------------------------------------------------------
+def _with_control(gains, random_gains, *, init="fresh"):
+    """sweep() plus, per seed, a random LW-DNA at the same FLOPs scoring ``random_gains`` over
+    the uniform curve of its seed."""
+    df = sweep(gains)
+    df["init"], df["kd_weight"] = init, 0.0
+    df.loc[df["kind"] == "baseline", "init"] = np.nan
+    controls = df[df["kind"] == "lwdna"].copy()
+    controls["criterion"], controls["init"] = "random", "fresh"
+    controls["accuracy"] = [uniform(s, f) + random_gains[s] / 100
+                            for s, f in zip(controls["seed"], controls["flops"], strict=True)]
+    controls["run_id"] = [f"rand-{s}" for s in controls["seed"]]
+    return pd.concat([df, controls], ignore_index=True)
+
+
+def test_each_criterion_is_set_against_uniform_and_against_random_of_its_seed():
+    from analysis.compare import controls_summary, paired_vs_random
+
+    trials = _with_control({0: 1.0, 1: 2.0, 2: 3.0}, {0: 2.0, 1: 3.0, 2: 6.0})
+    versus = paired_vs_random(trials)
+    assert set(versus["criterion"]) == {"dhp"}
+    assert sorted(versus["gain_vs_random_points"].round(6)) == [-3.0, -1.0, -1.0]
+    table = controls_summary(trials).set_index("criterion")
+    assert table.loc["dhp", "vs_uniform_mean"] == pytest.approx(2.0)
+    assert table.loc["dhp", "vs_random_mean"] == pytest.approx(-5 / 3)
+    assert table.loc["dhp", "vs_random_n"] == 3
+    assert table.loc["random", "vs_uniform_mean"] == pytest.approx(11 / 3)
+    assert table.loc["random", "vs_random_n"] == 0  # no control of the control
+
+
+def test_trials_that_differ_only_in_a_lever_are_never_averaged_as_seeds():
+    # init and kd_weight are declared settings: analysis groups by every declared setting.
+    from analysis.pareto import HYPERPARAMETERS, aggregate_seeds
+
+    assert {"init", "kd_weight", "dhp_group_latent", "criterion"} <= set(HYPERPARAMETERS)
+    fresh = _with_control({0: 1.0, 1: 2.0, 2: 3.0}, {0: 0.0, 1: 0.0, 2: 0.0})
+    hyper = fresh[(fresh["kind"] == "lwdna") & (fresh["criterion"] == "dhp")].copy()
+    hyper["init"], hyper["accuracy"] = "hyper", hyper["accuracy"] + 0.1
+    trials = pd.concat([fresh, hyper], ignore_index=True)
+    groups = aggregate_seeds(trials[trials["kind"] == "lwdna"])
+    assert len(groups) == 3 and set(groups["n_seeds"]) == {3}
+
+
+def test_kd_lwdnas_are_compared_with_kd_baselines_only():
+    off = sweep({0: 1.0, 1: 1.0, 2: 1.0})
+    on = sweep({0: 1.0, 1: 1.0, 2: 1.0})
+    off["kd_weight"], on["kd_weight"] = 0.0, 0.4
+    on.loc[on["kind"] == "baseline", "accuracy"] += 0.05  # KD lifts the uniform arm 5 points
+    on["run_id"] = on["run_id"] + "-kd"
+    summary = paired_summary(paired_gains(pd.concat([off, on], ignore_index=True)))
+    assert len(summary) == 2
+    assert summary["gain_mean"].tolist() == pytest.approx([1.0, -4.0])
+
+
+def test_the_comparison_at_equal_training_time_uses_seconds_per_image():
+    trials = sweep({0: 1.0, 1: 1.0, 2: 1.0})
+    # uniform: time proportional to FLOPs; the LW-DNA as slow per image as the 40M baseline
+    trials["seconds_per_image"] = trials["flops"] / (1e3 * M)
+    trials.loc[trials["kind"] == "lwdna", "seconds_per_image"] = 40 * M / (1e3 * M)
+    timed = compare_to_uniform(trials, cost="seconds_per_image").paired_summary
+    # at 40M-worth of time the uniform curve is at its 40M point: gain = 1 - 10 points
+    assert timed["gain_mean"].iloc[0] == pytest.approx(1.0 - 10.0)
+
+
+def test_the_summary_has_a_controls_table_and_an_equal_time_table():
+    from analysis.load import Sweep
+    from analysis.pareto import ACC_FLOPS, pareto_front
+    from analysis.summary import summary_markdown
+
+    trials = _with_control({0: 1.0, 1: 2.0, 2: 3.0}, {0: 2.0, 1: 3.0, 2: 6.0})
+    trials["seconds_per_image"] = trials["flops"] / (1e3 * M)
+    trials["train_accuracy"] = trials["accuracy"] + 0.05
+    trials["flops_ratio"] = trials["flops"] / (40 * M)
+    trials["latency_ms"] = np.nan
+    sweep_ = Sweep("sqlite:///x.db", "e", "0", "p", "demo", trials, n_unfinished=0)
+    text = summary_markdown(sweep_, pareto_front(trials, ACC_FLOPS, aggregate=True),
+                            compare_to_uniform(trials), True, volume=0.0, reference=(0.0, 1.0))
+    controls = text.split("## Controls")[1].split("##")[0]
+    assert "vs random [points]" in controls and "-1.67 [" in controls and "n = 3" in controls
+    assert "| random |" in controls.replace("|random|", "| random |")
+    assert "## At equal training time" in text

@@ -87,3 +87,32 @@ def test_run_writes_config_checkpoint_and_result(tmp_path):
     assert result["flops"] == pytest.approx(0.8 * result["baseline_flops"], rel=0.005)
     for name in ("lwdna.json", "checkpoint.pt", "result.json"):
         assert (tmp_path / name).exists()
+    assert 0.0 <= result["train_accuracy"] <= 1.0  # beside the test accuracy, for the gap
+
+
+def test_run_with_the_random_control_and_kd_logs_what_it_used(tmp_path):
+    env_cache = {"HETERO_CACHE": str(tmp_path / "cache")}
+    args = ("run", "--model", "resnet20", "--dataset", "digits", "--width-mult", "1.5",
+            "--target", "1.0", "--criterion", "random", "--kd-weight", "0.4", "--epochs", "1",
+            "--data-fraction", "0.2", "--json", "--quiet")
+    first = json.loads(_hetero_env(env_cache, *args, "--out", str(tmp_path / "a")).stdout)
+    assert first["flops"] == pytest.approx(first["baseline_flops"], rel=0.005)
+    assert 0 < first["teacher_accuracy"] <= 1 and first["teacher_cached"] == 0.0
+    assert first["teacher_channels"] > 0
+    # The same seed's second KD trial distils from the very same teacher, trained once.
+    again = json.loads(_hetero_env(env_cache, *args, "--out", str(tmp_path / "b")).stdout)
+    assert again["teacher_cached"] == 1.0
+    assert again["teacher_accuracy"] == first["teacher_accuracy"]
+    assert again["accuracy"] == first["accuracy"] and again["channels"] == first["channels"]
+    saved = json.loads((tmp_path / "a" / "result.json").read_text())
+    assert saved["teacher_accuracy"] == first["teacher_accuracy"]
+
+
+def _hetero_env(env, *args):
+    import os
+
+    out = subprocess.run([sys.executable, "-m", "hetero_cli", *args], capture_output=True,
+                         text=True, env={**os.environ, **env})
+    if out.returncode != 0:
+        raise AssertionError(f"hetero {' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
+    return out

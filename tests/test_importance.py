@@ -61,8 +61,8 @@ def wide_nets():
     return nets
 
 
-def test_registry_lists_the_four_criteria_and_rejects_unknown_names():
-    assert {"dhp", "gate", "bn", "l1"} <= set(list_criteria())
+def test_registry_lists_the_criteria_and_rejects_unknown_names():
+    assert {"dhp", "gate", "bn", "l1", "random"} <= set(list_criteria())
     wide = uniform("resnet_cifar", "20", input_size=8, in_channels=1)
     model = create_model(config=wide)
     with pytest.raises(ValueError, match="choose one of .*dhp"):
@@ -328,8 +328,10 @@ def test_dhp_score_is_dl_dz_worked_out_by_hand(monkeypatch):
 
     monkeypatch.setattr(importance, "_HyperNetwork", Capturing)
     batches = random_batches(config, count=1, batch=4)
+    # last_step=False: the hypernetwork stays where the gradient was taken (the reference's
+    # last step moves it afterwards; tests below check that it leaves the score alone).
     scored = importance.score_network("dhp", model, config, batches, num_batches=1,
-                                      embedding_dim=3)
+                                      embedding_dim=3, last_step=False)
     (hyper,) = captured
     graph = graph_of(config)
     z_in = hyper.latents[graph.image_unit].detach()
@@ -342,3 +344,110 @@ def test_dhp_score_is_dl_dz_worked_out_by_hand(monkeypatch):
     by_hand = torch.einsum("oik,iok->o", grad_k.flatten(2), dk_dz).abs()
     torch.testing.assert_close(scored.scores["conv"], by_hand, rtol=1e-4, atol=1e-7)
     assert by_hand.std() > 0
+
+
+# ---------------------------------------------------------------------------- the random control
+def _shrunk(criterion, family, wide_nets, seed, **options):
+    base, wide, model = wide_nets[family]
+    scores = score_channels(criterion, model, wide, digits_batches(), seed=seed, **options)
+    return base, shrink_to_target(wide, scores, base_config=base, target=1.0, width_mult=2.0,
+                                  remain_ratio=0.1, linear_ratio=0.1)
+
+
+@pytest.mark.parametrize("family", ["resnet_cifar", "mobilenet_v2", "regnet"])
+def test_random_gives_other_widths_for_other_seeds_at_the_same_flops(family, wide_nets):
+    results = [_shrunk("random", family, wide_nets, seed)[1] for seed in (0, 1, 2, 0)]
+    for result in results:
+        assert abs(result.flops / result.target_value - 1) <= 0.005
+    widths = [dict(r.config.widths) for r in results]
+    assert widths[0] == widths[3], "the same seed must give the same LW-DNA"
+    assert widths[0] != widths[1] and widths[1] != widths[2] and widths[0] != widths[2]
+
+
+def test_random_widths_are_heterogeneous_not_a_rescaled_uniform_network(wide_nets):
+    # Independent channel scores under one global threshold would keep about the same share of
+    # every unit (a near-uniform network); the control spreads the shares between the floors
+    # and the widened width.
+    base, result = _shrunk("random", "resnet_cifar", wide_nets, seed=0)
+    _, wide, _ = wide_nets["resnet_cifar"]
+    shares = torch.tensor([result.config.widths[u[0]] / wide.widths[u[0]]
+                           for u in wide.units()])
+    assert shares.max() - shares.min() > 0.4, shares
+    assert shares.std() > 0.15, shares
+
+
+# ---------------------------------------------------------------------------- dhp's reference details
+def _dhp_run(wide_nets, family, monkeypatch, **options):
+    """Score with dhp; also return the _HyperNetwork it built (to look at its latents)."""
+    from hetero import importance
+
+    captured = []
+
+    class Capturing(importance._HyperNetwork):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            captured.append(self)
+
+    monkeypatch.setattr(importance, "_HyperNetwork", Capturing)
+    _, wide, model = wide_nets[family]
+    scored = importance.score_network("dhp", model, wide, digits_batches(), seed=0,
+                                      embedding_dim=2, **options)
+    return scored, captured[0], wide
+
+
+def test_a_grouped_convs_input_latent_is_learned_of_length_in_over_groups(wide_nets, monkeypatch):
+    _, hyper, wide = _dhp_run(wide_nets, "mobilenet_v2", monkeypatch, grouped_input="learned",
+                              last_step=True)
+    graph = check_config(wide)
+    assert graph.group_widths and set(hyper.grouped_inputs) == set(graph.group_widths)
+    for name, z in hyper.grouped_inputs.items():
+        layer = hyper.layers[name]
+        assert z.shape == (layer.in_channels // layer.groups,) and z.requires_grad
+        assert z.grad is not None and z.grad.abs().sum() > 0, f"{name}: not trained"
+    _, ones, _ = _dhp_run(wide_nets, "mobilenet_v2", monkeypatch, grouped_input="ones")
+    for z in ones.grouped_inputs.values():
+        assert not z.requires_grad and torch.equal(z, torch.ones_like(z))
+
+
+def test_the_grouped_input_latent_changes_the_scores(wide_nets, monkeypatch):
+    learned, _, _ = _dhp_run(wide_nets, "mobilenet_v2", monkeypatch, grouped_input="learned")
+    ones, _, _ = _dhp_run(wide_nets, "mobilenet_v2", monkeypatch, grouped_input="ones")
+    assert any(not torch.allclose(learned.scores[k], ones.scores[k]) for k in learned.scores)
+
+
+def test_a_shared_group_latent_scores_whole_groups_through_one_element(wide_nets, monkeypatch):
+    shared, hyper, wide = _dhp_run(wide_nets, "regnet", monkeypatch, group_latent="shared")
+    graph = check_config(wide)
+    grouped = [u for u in graph.free_units() if u.granularity > 1]
+    assert grouped, "the regnet instance has grouped units"
+    for unit in grouped:
+        g, width = unit.granularity, wide.widths[unit.layers[0]]
+        assert hyper.latents[unit.id].shape == (width // g,)  # one latent element per group
+        per_group = shared.scores[unit.layers[0]].view(-1, g)
+        assert torch.equal(per_group, per_group[:, :1].expand_as(per_group))  # spread evenly
+        element = hyper.latents[unit.id].grad.abs()
+        torch.testing.assert_close(per_group.sum(1), element)  # a group counts as one element
+    channel, hyper_c, _ = _dhp_run(wide_nets, "regnet", monkeypatch, group_latent="channel")
+    unit = grouped[0]
+    assert hyper_c.latents[unit.id].shape == (wide.widths[unit.layers[0]],)
+    assert not torch.equal(channel.scores[unit.layers[0]].view(-1, unit.granularity)[:, 0],
+                           channel.scores[unit.layers[0]].view(-1, unit.granularity)[:, 1])
+
+
+def test_the_last_step_moves_latents_and_generated_weights_but_not_the_grad_score(
+        wide_nets, monkeypatch):
+    two, hyper_two, _ = _dhp_run(wide_nets, "resnet_cifar", monkeypatch, last_step=True)
+    one, hyper_one, _ = _dhp_run(wide_nets, "resnet_cifar", monkeypatch, last_step=False)
+    for key in one.scores:  # the gradient is taken before the step
+        torch.testing.assert_close(two.scores[key], one.scores[key])
+    assert any(not torch.allclose(two.generated[k], one.generated[k]) for k in one.generated)
+    graph = hyper_one.graph
+    moved = [not torch.equal(hyper_two.latents[u.id], hyper_one.latents[u.id])
+             for u in graph.free_units()]
+    assert all(moved), "the second SGD step moves every scored latent"
+    latent_two, _, _ = _dhp_run(wide_nets, "resnet_cifar", monkeypatch, last_step=True,
+                                dhp_score="latent")
+    latent_one, _, _ = _dhp_run(wide_nets, "resnet_cifar", monkeypatch, last_step=False,
+                                dhp_score="latent")
+    assert any(not torch.equal(latent_two.scores[k], latent_one.scores[k])
+               for k in latent_one.scores)

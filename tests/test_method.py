@@ -37,3 +37,21 @@ def test_resuming_from_an_epoch_checkpoint_matches_an_uninterrupted_trial(digits
     assert resumed.config == full.config
     assert resumed.accuracy == full.accuracy
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+
+
+def test_both_arms_of_a_seed_distil_from_one_teacher_trained_once(digits, tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.setenv("HETERO_CACHE", str(tmp_path))
+    one_epoch = PROTOCOL.replace(epochs=1)
+    lwdna = run_trial(TrialSpec(model="resnet20", width_mult=2.0, target=1.0, criterion="l1",
+                                kd_weight=0.4, protocol=one_epoch), data=digits)
+    uniform = run_trial(TrialSpec(model="resnet20", baseline=True, width_mult=1.0,
+                                  kd_weight=0.4, protocol=one_epoch), data=digits)
+    assert lwdna.teacher_info["teacher_cached"] == 0.0
+    assert uniform.teacher_info["teacher_cached"] == 1.0  # the 2x teacher of the LW-DNA's seed
+    assert uniform.teacher_info["teacher_accuracy"] == lwdna.teacher_info["teacher_accuracy"]
+    assert len(list((tmp_path / "teachers").glob("*.pt"))) == 1
+    other_seed = run_trial(TrialSpec(model="resnet20", baseline=True, width_mult=1.0, seed=1,
+                                     kd_weight=0.4, protocol=one_epoch), data=digits)
+    assert other_seed.teacher_info["teacher_cached"] == 0.0
+    assert len(list((tmp_path / "teachers").glob("*.pt"))) == 2

@@ -54,6 +54,12 @@ def test_run_names_lead_with_what_differs():
     assert run_name("resnet56", (), hp) == "resnet56 w2.0 t0.50 dhp s0"
     base = {"kind": keys.KIND_BASELINE, "width_mult": 0.75, "seed": 1, "data_fraction": 1.0}
     assert run_name("resnet56", ("seed",), base) == "uniform w0.75 s1 · resnet56"
+    # levers: init and KD lead when they vary; KD off is not written when nothing varies it
+    lever = {**hp, "init": "hyper", "kd_weight": 0.4}
+    assert run_name("resnet56", ("init", "kd_weight"), lever) == "hyper kd0.4 · resnet56 w2.0 t0.50 dhp s0"
+    assert run_name("resnet56", ("kd_weight",), {**base, "kd_weight": 0.4}) == (
+        "uniform w0.75 kd0.4 · resnet56 s1")
+    assert run_name("resnet56", (), {**base, "kd_weight": 0.0}) == "uniform w0.75 · resnet56 s1"
 
 
 def test_optuna_study_lives_in_the_sweep_folder_and_survives_a_restore(tmp_path):

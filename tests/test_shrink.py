@@ -13,7 +13,7 @@ from _families import NETWORK_IDS, NETWORKS, input_size, random_scores
 
 from hetero.importance import score_channels
 from hetero.models.factory import check_config, complexity, create_model, uniform, widen
-from hetero.shrink import reachable_range, shrink_to_target, unit_floors
+from hetero.shrink import reachable_range, shrink_to_target, uniform_width_at, unit_floors
 
 
 def configs(family, variant, width=2.0, size=None):
@@ -176,3 +176,30 @@ def test_shrink_is_deterministic():
     first = shrink_to_target(wide, scores, base_config=base, target=0.9)
     second = shrink_to_target(wide, scores, base_config=base, target=0.9)
     assert first.config == second.config and first.kept == second.kept
+
+
+@pytest.mark.parametrize(("family", "variant"), NETWORKS, ids=NETWORK_IDS)
+@pytest.mark.parametrize("metric", ["flops", "params"])
+def test_the_matched_uniform_width_is_the_closest_uniform_cost(family, variant, metric):
+    # The uniform arm at an LW-DNA's exact cost: no uniform width on the 1e-4 grid lands closer
+    # to the target than the one chosen, and the target's own width 1.0 matches target 1.0.
+    base, _ = configs(family, variant)
+
+    def cost(width):
+        return getattr(complexity(widen(base, width)), metric)
+
+    baseline = cost(1.0)
+    assert uniform_width_at(base, 1.0, target_metric=metric) == 1.0
+    for target in (0.5, 0.75, 1.3):
+        width = uniform_width_at(base, target, target_metric=metric)
+        miss = abs(cost(width) / baseline - target)
+        grid = [width + d for d in (-0.05, -0.01, -0.001, -1e-4, 1e-4, 0.001, 0.01, 0.05)]
+        assert all(miss <= abs(cost(w) / baseline - target) + 1e-12 for w in grid), (target,
+                                                                                   width)
+        assert miss < 0.1  # whole channels: a uniform network moves in steps of all its layers
+
+
+def test_only_flops_or_params_targets_have_a_matched_uniform_width():
+    base, _ = configs("resnet_cifar", "20")
+    with pytest.raises(ValueError, match="FLOPs or params"):
+        uniform_width_at(base, 1.0, target_metric="latency")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sweeps.spec import SpecError, load_spec, smoke_test, spec_from_dict
 from sweeps.samplers import SAMPLERS, build_sampler
+from sweeps.spec import SpecError, load_spec, smoke_test, spec_from_dict
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "sweeps" / "configs").glob("*.yaml"))
 MINIMAL = {"name": "t", "model": "resnet20", "dataset": "digits",
@@ -293,3 +293,74 @@ def test_every_optuna_sampler_survives_tunes_pickling_with_its_state(name):
     assert vars(copy).keys() == vars(sampler).keys()
     searcher = OptunaSearch(metric=["a", "b"], mode=["max", "min"], sampler=sampler)
     pickle.loads(pickle.dumps(searcher))
+
+
+# -------------------------------------------------------------------- ablations and controls
+ABLATION = {"name": "a", "model": "resnet20", "dataset": "digits",
+            "space": {"width_mults": [2.0], "targets": [1.0], "criteria": ["dhp"],
+                      "remain_ratios": [0.1], "linear_ratios": [1.0], "seeds": [0, 1]},
+            "ablations": [{"criteria": ["random", "l1"]}, {"inits": ["hyper"]},
+                          {"kd_weights": [0.4]}],
+            "baselines": [1.0]}
+
+
+def _settings(points, *names):
+    return sorted(tuple(p[n] for n in names) for p in points)
+
+
+def test_ablations_run_one_change_at_a_time_beside_the_space():
+    spec = spec_from_dict(ABLATION)
+    lwdna = spec.lwdna_points()
+    # dhp fresh no-KD (the space), random and l1, dhp hyper, dhp with KD; per seed, no repeats
+    assert _settings(lwdna, "criterion", "init", "kd_weight", "seed") == sorted(
+        (c, i, k, s) for s in (0, 1) for c, i, k in [("dhp", "fresh", 0.0), ("random", "fresh", 0.0),
+                                                     ("l1", "fresh", 0.0), ("dhp", "hyper", 0.0),
+                                                     ("dhp", "fresh", 0.4)])
+    # the uniform arm runs with KD off and on too: "Baseline KD" against "LW-DNA KD"
+    assert _settings(spec.baseline_points(), "width_mult", "kd_weight", "seed") == sorted(
+        (1.0, k, s) for k in (0.0, 0.4) for s in (0, 1))
+    assert set(spec.varying()) == {"criterion", "init", "kd_weight", "seed"}
+    again = spec_from_dict(yaml.safe_load(yaml.safe_dump(spec.to_dict())))
+    assert again.lwdna_points() == lwdna  # the logged spec says the same
+
+
+def test_a_combination_that_is_no_trial_is_refused_with_the_fix():
+    bad = {**ABLATION, "space": {**ABLATION["space"], "criteria": ["dhp", "l1"],
+                                 "inits": ["fresh", "hyper"]}, "ablations": []}
+    with pytest.raises(SpecError, match="init 'hyper'.*ablation"):
+        spec_from_dict(bad)
+
+
+@pytest.mark.parametrize("ablation, message", [
+    ({}, "a mapping of the space lists"),
+    ({"dhp_score": "latent"}, "unknown key 'ablations\\[0\\].dhp_score'"),
+    ({"criteria": ["nope"]}, "ablations\\[0\\].criteria\\[0\\]"),
+])
+def test_a_bad_ablation_names_its_path(ablation, message):
+    with pytest.raises(SpecError, match=message):
+        spec_from_dict({**ABLATION, "ablations": [ablation]})
+
+
+def test_optuna_samples_the_space_alone_so_ablations_are_refused_there():
+    with pytest.raises(SpecError, match="ablations"):
+        spec_from_dict({**ABLATION, "space": {**ABLATION["space"], "seeds": [0]},
+                        "search": {"type": "optuna", "num_samples": 2}})
+
+
+def test_matched_baselines_add_the_uniform_width_of_each_target():
+    spec = spec_with(space={"remain_ratios": [0.25], "targets": [0.5, 1.0]},
+                     baselines=[0.5, "matched"])
+    widths = spec.baseline_widths()
+    assert widths[0] == 0.5 and 1.0 in widths and len(widths) == 3
+    from hetero.models.factory import complexity, uniform, widen
+
+    base = uniform("resnet20", num_classes=10, input_size=8, in_channels=1)
+    half = next(w for w in widths if w not in (0.5, 1.0))
+    assert complexity(widen(base, half)).flops / complexity(base).flops == pytest.approx(0.5,
+                                                                                         abs=0.03)
+    assert "matched" in error_of(space={"target_metric": "latency"}, baselines=["matched"])
+
+
+def test_kd_moved_from_the_protocol_to_the_space_and_the_error_says_where():
+    message = error_of(protocol={"kd_weight": 0.4})
+    assert "protocol.kd_weight has moved" in message and "space.kd_weights" in message

@@ -12,7 +12,7 @@ import torch
 from hetero.data import load_dataset
 from hetero.models import create_model
 from hetero.protocol import TrainProtocol
-from hetero.train import Trainer, TrainSummary, lr_factor, resolve_device
+from hetero.train import Distillation, Trainer, TrainSummary, lr_factor, resolve_device
 
 METRIC_KEYS = {"epoch", "train_loss", "train_accuracy", "test_loss", "accuracy", "top5", "lr",
                "epoch_seconds", "images_per_second"}
@@ -137,8 +137,8 @@ def test_kd_runs_and_changes_the_loss(small_digits):
     teacher = _model(seed=9)
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
     plain = Trainer(_model(), small_digits, _short(epochs=1), seed=0).fit()
-    distilled = Trainer(_model(), small_digits, _short(epochs=1, kd_weight=0.5), seed=0,
-                        teacher=teacher).fit()
+    distilled = Trainer(_model(), small_digits, _short(epochs=1), seed=0,
+                        distill=Distillation(teacher, weight=0.5)).fit()
     assert distilled.history[0]["train_loss"] != pytest.approx(plain.history[0]["train_loss"])
     assert not teacher.training  # evaluated in eval mode
     for key, value in teacher.state_dict().items():
@@ -149,8 +149,8 @@ def test_kd_loss_is_the_papers_formula(small_digits):
     """0.4 * KL(softmax(teacher/T) || softmax(student/T)) * T^2 + 0.6 * CE, batch mean (T = 4),
     written out here with explicit sums: a different loss or weighting fails."""
     teacher = _model(seed=9).eval()
-    trainer = Trainer(_model(), small_digits, _short(epochs=1, kd_weight=0.4), seed=0,
-                      teacher=teacher)
+    trainer = Trainer(_model(), small_digits, _short(epochs=1), seed=0,
+                      distill=Distillation(teacher, weight=0.4, temperature=4.0))
     x, y = next(iter(small_digits.train_batches(16, augment=False)))
     logits = trainer.model(x)
     t = 4.0
@@ -162,9 +162,10 @@ def test_kd_loss_is_the_papers_formula(small_digits):
     torch.testing.assert_close(trainer._loss(x, logits, y), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_kd_without_a_teacher_is_an_error(small_digits):
-    with pytest.raises(ValueError, match="teacher"):
-        Trainer(_model(), small_digits, _short(kd_weight=0.4), seed=0)
+@pytest.mark.parametrize("weight, temperature", [(0.0, 4.0), (1.5, 4.0), (0.4, 0.0)])
+def test_distillation_outside_its_range_is_an_error(weight, temperature):
+    with pytest.raises(ValueError, match="weight in"):
+        Distillation(_model(), weight=weight, temperature=temperature)
 
 
 def test_resolve_device():
@@ -174,3 +175,13 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="auto"):
             resolve_device("cuda")
+
+
+def test_eval_every_scores_the_test_split_less_often_and_trains_the_same(small_digits):
+    every = Trainer(_model(), small_digits, _short(epochs=3), seed=0).fit()
+    sparse = Trainer(_model(), small_digits, _short(epochs=3, eval_every=2), seed=0).fit()
+    measured = [not math.isnan(h["accuracy"]) for h in sparse.history]
+    assert measured == [False, True, True]  # epoch 2, and always the last
+    assert [h["train_loss"] for h in sparse.history] == [h["train_loss"] for h in every.history]
+    assert sparse.accuracy == every.accuracy and sparse.history[1]["accuracy"] == (
+        every.history[1]["accuracy"])
