@@ -715,7 +715,12 @@ def smoke_test(spec: SweepSpec) -> SweepSpec:
     protocol = spec.protocol.replace(epochs=1, warmup_epochs=0, device="cpu",
                                      batch_size=min(spec.protocol.batch_size, 64))
     search = replace(spec.search, num_samples=1 if spec.search.type == "grid" else 2)
+    # each ablation once more on the small space: its changed lists cut to their first value
+    ablations = tuple(replace(small_space, **{k: tuple(v[:1]) for k, v in
+                                              _changed(space, ablation).items()})
+                      for ablation in spec.ablations)
     return replace(
         spec, name=f"{spec.name}-smoke", dataset=DatasetSpec("digits"), protocol=protocol,
-        space=small_space, baselines=(1.0,), search=search, scheduler=SchedulerSpec(),
+        space=small_space, ablations=ablations, baselines=(1.0,), search=search,
+        scheduler=SchedulerSpec(),
         resources=ResourceSpec(cpus=1.0, gpus=0.0, max_concurrent=2))

@@ -148,7 +148,7 @@ def test_shipped_sweep_files_load_and_their_smoke_versions_are_valid(path):
     # optuna proposes its lwdna points while it runs: the smoke version asks it for two
     lwdna = (small.search.num_samples if small.search.type == "optuna"
              else sum(p["kind"] == "lwdna" for p in points))
-    assert lwdna == 2
+    assert lwdna == 2 * (1 + len(spec.ablations))  # two, and two per ablation (its first value)
     # one baseline per smoke seed (a single-target spec gets two seeds, so that they pair)
     assert sum(p["kind"] == "baseline" for p in points) == len(small.space.seeds)
     assert small.dataset.name == "digits" and small.protocol.epochs == 1
