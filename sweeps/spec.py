@@ -716,8 +716,10 @@ def smoke_test(spec: SweepSpec) -> SweepSpec:
                                      batch_size=min(spec.protocol.batch_size, 64))
     search = replace(spec.search, num_samples=1 if spec.search.type == "grid" else 2)
     # each ablation once more on the small space: its changed lists cut to their first value
+    # (but the data fraction and seeds, which the smoke test sets itself)
     ablations = tuple(replace(small_space, **{k: tuple(v[:1]) for k, v in
-                                              _changed(space, ablation).items()})
+                                              _changed(space, ablation).items()
+                                              if k not in ("data_fractions", "seeds")})
                       for ablation in spec.ablations)
     return replace(
         spec, name=f"{spec.name}-smoke", dataset=DatasetSpec("digits"), protocol=protocol,

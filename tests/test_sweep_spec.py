@@ -149,8 +149,11 @@ def test_shipped_sweep_files_load_and_their_smoke_versions_are_valid(path):
     lwdna = (small.search.num_samples if small.search.type == "optuna"
              else sum(p["kind"] == "lwdna" for p in points))
     assert lwdna == 2 * (1 + len(spec.ablations))  # two, and two per ablation (its first value)
-    # one baseline per smoke seed (a single-target spec gets two seeds, so that they pair)
-    assert sum(p["kind"] == "baseline" for p in points) == len(small.space.seeds)
+    # one baseline per smoke seed (a single-target spec gets two seeds, so that they pair), and
+    # per KD setting when KD is a lever
+    kd = {v for sp in small.spaces for v in sp.kd_weights}
+    assert sum(p["kind"] == "baseline" for p in points) == len(small.space.seeds) * len(kd)
+    assert {p["data_fraction"] for p in points} == {small.space.data_fractions[0]}
     assert small.dataset.name == "digits" and small.protocol.epochs == 1
     assert small.resources.gpus == 0 and small.scheduler.type == "fifo"
     from sweeps.spec import check_spec
