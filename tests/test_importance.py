@@ -5,6 +5,8 @@ The digits runs use each family's cheapest variant as a reduced but structurally
 instance (the uniform net scaled to at most ~300k parameters), 8x8 single-channel input, width 2.
 """
 
+import copy
+
 import pytest
 import torch
 from _families import (
@@ -497,9 +499,20 @@ DHP_OPTIONS = [dict(), dict(last_step=False), dict(grouped_input="ones", group_l
 @pytest.mark.parametrize("family", FAMILIES)
 def test_dhp_in_chunks_scores_exactly_as_one_backward(family, options, num_batches, wide_nets):
     _, wide, model = wide_nets[family]
-    batches = digits_batches(num_batches)
+    assert_chunked_is_unchunked(model, wide, digits_batches(num_batches), options)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_dhp_in_chunks_scores_exactly_as_one_backward_on_cuda(family, wide_nets):
+    _, wide, model = wide_nets[family]
+    batches = [(x.cuda(), y.cuda()) for x, y in digits_batches(3)]
+    assert_chunked_is_unchunked(copy.deepcopy(model).cuda(), wide, batches, {})
+
+
+def assert_chunked_is_unchunked(model, wide, batches, options):
     expected, generated, net = unchunked_dhp(model, wide, batches, seed=5, **options)
-    scored = score_network("dhp", model, wide, batches, num_batches=num_batches,
+    scored = score_network("dhp", model, wide, batches, num_batches=len(batches),
                            embedding_dim=2, seed=5, **options)
     assert scored.scores.keys() == expected.keys()
     for key, vector in expected.items():
