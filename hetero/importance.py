@@ -36,6 +36,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -336,19 +337,21 @@ def _dhp_scores(ctx: _Context, embedding_dim: int | None = None, dhp_score: str 
             raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
     net = _training_copy(ctx.model)
     m = embedding_dim or _default_embedding_dim(net, ctx.config.layers)
-    _check_hypernet_size(net, ctx.config.layers, m)
+    steps = ctx.settings.num_batches - (0 if last_step else 1)
+    _check_hypernet_memory(net, ctx.config.layers, m, momentum=steps > 1)
     hyper = _HyperNetwork(net, ctx, m, grouped_input=grouped_input, group_latent=group_latent)
     weight_names = {f"{name}.weight" for name in ctx.config.layers}
     others = [p for n, p in net.named_parameters() if n not in weight_names]
-    optimizer = _SGD([*hyper.parameters(), *others], ctx.settings)
+    # Each layer's hypernetwork is stepped on its own, as soon as its gradient is complete.
+    optimizer = _SGD([*hyper.latent_parameters(), *others], ctx.settings)
     taken = _take_batches(ctx.batches, ctx.settings.num_batches)
+    # The score is the last batch's gradient; its step (the reference's second SGD step)
+    # leaves that gradient as it is and moves the latents and hypernetworks.
+    updates = [step < len(taken) - 1 or last_step for step in range(len(taken))]
     for step, (x, y) in enumerate(taken):
         optimizer.zero_grad()
-        logits = torch.func.functional_call(net, hyper.weights(), (x,))
-        F.cross_entropy(logits, y).backward()
-        # The score is the last batch's gradient; its step (the reference's second SGD step)
-        # leaves that gradient as it is and moves the latents and hypernetworks.
-        if step < len(taken) - 1 or last_step:
+        hyper.backward(net, x, y, update=updates[step], keep_momentum=any(updates[step + 1:]))
+        if updates[step]:
             optimizer.step()
     with torch.no_grad():
         generated = {name[: -len(".weight")]: w.detach() for name, w in hyper.weights().items()}
@@ -386,11 +389,14 @@ class _HyperNetwork:
             for name, width in ctx.graph.group_widths.items() if name in self.layers}
         self.hypers = {name: _init_hypernet(layer.weight.shape, m, generator, device)
                        for name, layer in self.layers.items()}
+        self.optimizers = {name: _SGD(h.values(), ctx.settings) for name, h in self.hypers.items()}
 
     def parameters(self) -> list[torch.Tensor]:
+        return [*self.latent_parameters(), *(t for h in self.hypers.values() for t in h.values())]
+
+    def latent_parameters(self) -> list[torch.Tensor]:
         grouped = [z for z in self.grouped_inputs.values() if z.requires_grad]
-        return [*self.latents.values(), *grouped,
-                *(t for h in self.hypers.values() for t in h.values())]
+        return [*self.latents.values(), *grouped]
 
     def latent(self, unit: int) -> torch.Tensor:
         """The unit's latent, one element per channel."""
@@ -416,44 +422,140 @@ class _HyperNetwork:
         z = torch.cat([self.latent(u) for u in layout.units])
         return z.repeat_interleave(layout.repeat) if layout.repeat > 1 else z
 
+    def _layer_latents(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        z_out = self.latent(self.graph.layer_unit[name])
+        return self._input_latent(name), z_out
+
     def weights(self) -> dict[str, torch.Tensor]:
-        out = {}
-        for name, layer in self.layers.items():
-            z_out = self.latent(self.graph.layer_unit[name])
-            w = _generate_weight(layer.weight.shape, self._input_latent(name), z_out,
-                                 self.hypers[name])
-            out[f"{name}.weight"] = w
-        return out
+        return {f"{name}.weight": _generate_weight(layer.weight.shape, *self._layer_latents(name),
+                                                   self.hypers[name])
+                for name, layer in self.layers.items()}
+
+    def backward(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, update: bool,
+                 keep_momentum: bool) -> None:
+        """Gradients of one batch's loss and (``update``) an SGD step of every hypernetwork,
+        generating and differentiating one layer's weight at a time (method.md 5.11): memory
+        holds the hypernetwork and one layer's graph and gradient, not the whole network's
+        (momentum only when ``keep_momentum``: another step follows). The latents' gradients
+        are bitwise those of one backward through every generated weight."""
+        with torch.no_grad():
+            leaves = {name: w.requires_grad_() for name, w in self.weights().items()}
+        F.cross_entropy(torch.func.functional_call(net, leaves, (x,)), y).backward()
+        latent_grads = {}
+        for name in self.layers:
+            grad = leaves.pop(f"{name}.weight").grad
+            if grad is not None:
+                latent_grads[name] = self._layer_backward(name, grad)
+            optimizer = self.optimizers[name]
+            if update:
+                optimizer.step()
+            if not keep_momentum:
+                optimizer.buffers.clear()
+            optimizer.zero_grad()
+        # The latents last, through their own small graph, each layer's gradients entering
+        # where its generation would: the engine then sums them in the same order as it does
+        # through the whole hypernetwork (latest layer first), so the scores stay bitwise.
+        handovers = [_LatentGrads.apply(*self._layer_latents(name), *grads)
+                     for name, grads in latent_grads.items()]
+        if handovers:
+            torch.autograd.backward(handovers)
+
+    def _layer_backward(self, name: str, grad: torch.Tensor
+                        ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """dL/dW of one layer into its hypernetwork's gradients; returns dL/dz_in, dL/dz_out."""
+        learns = name not in self.grouped_inputs or self.grouped_inputs[name].requires_grad
+        with torch.no_grad():
+            z_in, z_out = (z.detach() for z in self._layer_latents(name))
+        z_in.requires_grad_(learns)
+        z_out.requires_grad_()
+        _generate_weight(self.layers[name].weight.shape, z_in, z_out,
+                         self.hypers[name]).backward(grad)
+        return z_in.grad, z_out.grad
+
+
+class _LatentGrads(torch.autograd.Function):
+    """Passes a layer's precomputed dL/dz_in and dL/dz_out back into the latents' graph."""
+
+    @staticmethod
+    def forward(ctx, z_in, z_out, grad_in, grad_out):
+        ctx.grads = grad_in, grad_out
+        return z_out.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, _):
+        return (*ctx.grads, None, None)
 
 
 # Without an explicit embedding size m, dhp uses the reference's default 8, or its ImageNet
 # setting 2 where m = 8 would need more than this many hypernetwork parameters (a 2x RegNet or
 # ResNet-50); the size used is reported with the result.
 HYPERNET_BUDGET = 50_000_000
-# A hypernetwork beyond this many parameters does not fit a typical machine (4 bytes each, plus
-# its gradient and momentum): refuse with the fix instead of running out of memory.
-HYPERNET_LIMIT = 400_000_000
+GIB = 2 ** 30
+
+
+def _layer_hypernet_size(shape: torch.Size, m: int) -> int:
+    k2 = math.prod(shape[2:])
+    return shape[0] * shape[1] * (1 + 2 * m + k2 + m * k2)
 
 
 def _hypernet_size(net: nn.Module, layers: Iterable[str], m: int) -> int:
-    size = 0
-    for name in layers:
-        shape = net.get_submodule(name).weight.shape
-        k2 = math.prod(shape[2:])
-        size += shape[0] * shape[1] * (1 + 2 * m + k2 + m * k2)
-    return size
+    return sum(_layer_hypernet_size(net.get_submodule(name).weight.shape, m) for name in layers)
 
 
 def _default_embedding_dim(net: nn.Module, layers: Iterable[str]) -> int:
     return 8 if _hypernet_size(net, layers, 8) <= HYPERNET_BUDGET else 2
 
 
-def _check_hypernet_size(net: nn.Module, layers: Iterable[str], m: int) -> None:
-    size = _hypernet_size(net, layers, m)
-    if size > HYPERNET_LIMIT:
-        raise ValueError(f"the dhp hypernetwork would have {size / 1e6:.0f} M parameters at "
-                         f"embedding_dim {m}: use embedding_dim 2 (the paper's ImageNet setting), "
-                         "a smaller width multiplier, or criterion gate/bn/l1")
+def _dhp_memory_bytes(net: nn.Module, layers: Iterable[str], m: int, *, momentum: bool) -> int:
+    """What dhp scoring allocates beyond the network and its activations (bench/dhp_memory.py
+    measures it): the hypernetwork (twice with its momentum, kept when two or more steps are
+    taken), the largest layer's graph, gradient and step state, and the generated weights with
+    their gradients."""
+    shapes = [net.get_submodule(name).weight.shape for name in layers]
+    hyper = sum(_layer_hypernet_size(shape, m) for shape in shapes)
+    largest = max((_layer_hypernet_size(shape, m) for shape in shapes), default=0)
+    generated = sum(math.prod(shape) for shape in shapes)
+    elements = hyper * (2 if momentum else 1) + 3 * largest + 2 * generated
+    return elements * torch.empty(0).element_size()
+
+
+def _check_hypernet_memory(net: nn.Module, layers: Iterable[str], m: int, *, momentum: bool,
+                           free: int | None = None) -> None:
+    """Refuse, before allocating it, a hypernetwork the device cannot hold (``free``: the
+    device's free bytes, read from it when not given; where that is unknown: no check)."""
+    layers = list(layers)
+    need = _dhp_memory_bytes(net, layers, m, momentum=momentum)
+    device = device_of(net)
+    free = _free_memory(device) if free is None else free
+    if free is None or need <= free:
+        return
+    fixes = ["embedding_dim 2 (the paper's ImageNet setting)"] if m > 2 else []
+    fixes += ["a device with more free memory", "a smaller width multiplier",
+              "criterion gate/bn/l1"]
+    raise ValueError(
+        f"dhp scoring needs at least {need / GIB:.1f} GiB for its hypernetwork "
+        f"({_hypernet_size(net, layers, m) / 1e6:.0f} M parameters at embedding_dim {m}"
+        f"{', with momentum' if momentum else ''}) and generated weights, but the "
+        f"{device.type} has {free / GIB:.1f} GiB free: use {', '.join(fixes[:-1])} or {fixes[-1]}")
+
+
+def _free_memory(device: torch.device) -> int | None:
+    """Bytes the device can still allocate, None where that is unknown."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        # What PyTorch's allocator holds but has not handed out is free to this process too.
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return _mem_available() if device.type == "cpu" else None
+
+
+def _mem_available() -> int | None:
+    """The kernel's estimate of memory available to new allocations (Linux), in bytes."""
+    try:
+        lines = Path("/proc/meminfo").read_text().splitlines()
+    except OSError:
+        return None
+    line = next((ln for ln in lines if ln.startswith("MemAvailable:")), None)
+    return int(line.split()[1]) * 1024 if line else None
 
 
 def _init_hypernet(shape: torch.Size, m: int, generator: torch.Generator,

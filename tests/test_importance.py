@@ -5,6 +5,8 @@ The digits runs use each family's cheapest variant as a reduced but structurally
 instance (the uniform net scaled to at most ~300k parameters), 8x8 single-channel input, width 2.
 """
 
+import copy
+
 import pytest
 import torch
 from _families import (
@@ -16,7 +18,13 @@ from _families import (
 from sklearn.datasets import load_digits
 
 from hetero.graph import ConvOp, LinearOp, NormOp
-from hetero.importance import Scored, list_criteria, register_criterion, score_channels
+from hetero.importance import (
+    Scored,
+    list_criteria,
+    register_criterion,
+    score_channels,
+    score_network,
+)
 from hetero.materialize import materialize
 from hetero.models import list_models
 from hetero.models.factory import check_config, complexity, create_model, graph_of, uniform, widen
@@ -451,3 +459,65 @@ def test_the_last_step_moves_latents_and_generated_weights_but_not_the_grad_scor
                                 dhp_score="latent")
     assert any(not torch.equal(latent_two.scores[k], latent_one.scores[k])
                for k in latent_one.scores)
+
+
+# ---------------------------------------------------------------------------- dhp in chunks:
+# every layer's hypernetwork is generated, differentiated and stepped on its own; the scores
+# must be bitwise those of one backward through the whole hypernetwork (how dhp scored before).
+def unchunked_dhp(model, config, batches, *, seed, last_step=True, **options):
+    """dhp as it was: every generated weight in one graph, one backward, one optimiser."""
+    from hetero import importance
+
+    graph = check_config(config)
+    ctx = importance._Context(model, config, graph, batches,
+                              importance.ScoreSettings(num_batches=len(batches)))
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = importance._training_copy(model)
+        hyper = importance._HyperNetwork(net, ctx, 2, **options)
+        names = {f"{name}.weight" for name in config.layers}
+        others = [p for n, p in net.named_parameters() if n not in names]
+        optimizer = importance._SGD([*hyper.parameters(), *others], ctx.settings)
+        for step, (x, y) in enumerate(batches):
+            optimizer.zero_grad()
+            logits = torch.func.functional_call(net, hyper.weights(), (x,))
+            torch.nn.functional.cross_entropy(logits, y).backward()
+            if step < len(batches) - 1 or last_step:
+                optimizer.step()
+    scores = {ctx.key(u): hyper.channel_scores(u, "grad")
+              for u in hyper.latents if not graph.units[u].fixed}
+    with torch.no_grad():
+        generated = {name[: -len(".weight")]: w for name, w in hyper.weights().items()}
+    return scores, generated, net
+
+
+DHP_OPTIONS = [dict(), dict(last_step=False), dict(grouped_input="ones", group_latent="channel")]
+
+
+@pytest.mark.parametrize("num_batches", [1, 3])
+@pytest.mark.parametrize("options", DHP_OPTIONS, ids=["reference", "no-last-step", "ones"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_dhp_in_chunks_scores_exactly_as_one_backward(family, options, num_batches, wide_nets):
+    _, wide, model = wide_nets[family]
+    assert_chunked_is_unchunked(model, wide, digits_batches(num_batches), options)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_dhp_in_chunks_scores_exactly_as_one_backward_on_cuda(family, wide_nets):
+    _, wide, model = wide_nets[family]
+    batches = [(x.cuda(), y.cuda()) for x, y in digits_batches(3)]
+    assert_chunked_is_unchunked(copy.deepcopy(model).cuda(), wide, batches, {})
+
+
+def assert_chunked_is_unchunked(model, wide, batches, options):
+    expected, generated, net = unchunked_dhp(model, wide, batches, seed=5, **options)
+    scored = score_network("dhp", model, wide, batches, num_batches=len(batches),
+                           embedding_dim=2, seed=5, **options)
+    assert scored.scores.keys() == expected.keys()
+    for key, vector in expected.items():
+        assert torch.equal(scored.scores[key], vector.cpu()), key
+    for name, weight in generated.items():   # every hypernetwork took the same steps
+        assert torch.equal(scored.generated[name], weight), name
+    state = scored.network.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
