@@ -184,8 +184,9 @@ def cmd_complexity(args: argparse.Namespace) -> int:
                            f"for (`hetero complexity {config.family} --config {args.config}`)")
     else:
         in_ch, size, classes = _shape_for(args.dataset, args.data_dir)
+        options = {**_options(args), **({"exclude": args.exclude} if args.exclude else {})}
         config = uniform(args.model, args.variant, args.width_mult, num_classes=classes,
-                         input_size=size, in_channels=in_ch, **_options(args))
+                         input_size=args.input_size or size, in_channels=in_ch, **options)
     result = complexity(config, args.accounting)
     out = {"model": config.family, "variant": config.variant, "dataset": args.dataset,
            "input": [config.in_channels, config.input_size, config.input_size],
@@ -225,7 +226,8 @@ def cmd_shrink(args: argparse.Namespace) -> int:
     spec = _spec(args)
     device = _device(spec.protocol.device)
     data = load_dataset(spec.dataset, spec.data_dir, download=spec.download,
-                        fraction=spec.data_fraction, seed=spec.seed, device=device)
+                        fraction=spec.data_fraction, seed=spec.seed, device=device,
+                        input_size=spec.input_size)
     summary = derive(spec, data, device=device).summary()
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -328,7 +330,8 @@ def add_commands(sub) -> None:
     _add_model_args(p, positional=True)
     p.add_argument("--dataset", choices=DATASETS, default="cifar10")
     p.add_argument("--data-dir", default=None)
-    _add_settings(p, TrialSpec, only=("width_mult",), defaults={"width_mult": 1.0})
+    _add_settings(p, TrialSpec, only=("width_mult", "input_size", "exclude"),
+                  defaults={"width_mult": 1.0})
     p.set_defaults(width_mult=1.0)
     p.add_argument("--config", default=None, help="a channel-configuration JSON (LW-DNA)")
     p.add_argument("--accounting", choices=("macs", "paper"), default="macs",
@@ -339,7 +342,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("shrink", help="derive an LW-DNA (widen, score, shrink) without training")
     _add_model_args(p)
     _add_trial_args(p)
-    _add_settings(p, TrainProtocol, only=("batch_size", "lr", "weight_decay", "device"))
+    _add_settings(p, TrainProtocol, only=("batch_size", "lr", "weight_decay", "device",
+                                          "aux_weight", "logits"))
     p.add_argument("--out", default=None, help="write the LW-DNA configuration JSON here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_shrink)

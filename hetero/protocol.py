@@ -43,6 +43,14 @@ class TrainProtocol:
     label_smoothing: float = setting(0.0, "label smoothing", lo=0, hi=0.999)
     kd_weight: float = setting(0.0, "> 0: distil from the trained widened network (paper: "
                                "0.4); off by default", lo=0, hi=1)
+    aux_weight: float = setting(0.3, "loss weight of a network's auxiliary heads (outputs shaped "
+                                "like the logits besides them: torchvision googlenet and "
+                                "inception_v3 in training; 0.3 as the GoogLeNet paper); 0 drops "
+                                "them (a network whose constructor takes aux_logits is built "
+                                "without)", lo=0, hi=1)
+    logits: str | None = setting(None, "the output holding the class logits when the network "
+                                 "returns several (a dict key or NamedTuple field); default: "
+                                 "the first")
     kd_temperature: float = setting(4.0, "distillation temperature", lo=0, lo_open=True,
                                     cli=False)
     eval_batch_size: int = setting(500, "evaluation batch size", lo=1, integer=True, cli=False)
