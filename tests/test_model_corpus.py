@@ -5,6 +5,7 @@ network restricted to those channels computes) or refused with one line naming t
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -163,3 +164,83 @@ def test_a_module_only_the_eval_forward_calls_is_refused():
 
     with pytest.raises(UnsupportedModel, match="calls 'b' in eval mode but not in training"):
         derive_graph(EvalOnly(), torch.zeros(1, 3, 8, 8))
+
+
+# ---------------------------------------------------------------------------- the command line
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    from hetero_cli import main
+
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_does_not_run_at_this_size_is_one_line_with_torchs_cause(capsys):
+    code, _, err = cli(capsys, "complexity", "torchvision:alexnet", "--dataset", "digits")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "does not run on input 1x8x8" in err and "'features.2'" in err
+    assert "Output size is too small" in err and "--input-size" in err
+    code, out, err = cli(capsys, "complexity", "torchvision:alexnet", "--dataset", "digits",
+                         "--input-size", "64", "--json")
+    assert code == 0, err
+    assert json.loads(out)["input"] == [1, 64, 64]
+
+
+def test_exclude_and_input_size_reach_the_trial_spec_and_the_network(capsys):
+    from hetero.trial import TrialSpec, params_of
+
+    spec = TrialSpec(input_size=24, exclude="block")
+    assert params_of(spec)["input_size"] == 24 and params_of(spec)["exclude"] == "block"
+    code, out, err = cli(capsys, "shrink", "--model", "tests._corpus:Branchy", "--dataset",
+                         "digits", "--input-size", "16", "--exclude", "block", "--criterion",
+                         "l1", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["config"]["input_size"] == 16
+    assert summary["config"]["options"] == {"exclude": ["block"]}
+    assert summary["flops"] == pytest.approx(summary["target_flops"], rel=0.005)
+
+
+def test_input_size_resizes_the_data():
+    from hetero.data import load_dataset
+
+    data = load_dataset("digits", input_size=16)
+    x, _ = next(data.train_batches(4))
+    assert data.input_size == 16 and x.shape == (4, 1, 16, 16)
+
+
+def test_dropping_aux_heads_builds_the_network_without_them():
+    from hetero.method import base_config_for
+    from hetero.protocol import TrainProtocol
+    from hetero.trial import TrialSpec
+
+    kept = TrialSpec(model="torchvision:googlenet")
+    dropped = TrialSpec(model="torchvision:googlenet", protocol=TrainProtocol(aux_weight=0.0))
+    with_heads, without = (base_config_for(s, (3, 32, 10)) for s in (kept, dropped))
+    assert without.options["aux_logits"] is False and with_heads.options["aux_logits"] is True
+    assert complexity(with_heads) == complexity(without)   # the eval graph alike
+    model = create_model(config=without).train()
+    assert model.aux1 is None and isinstance(model(torch.randn(2, 3, 32, 32)), torch.Tensor)
+    heads = create_model(config=with_heads).train()(torch.randn(2, 3, 32, 32))
+    assert len(leaves(heads)) == 3 and all(t.shape == (2, 10) for _, t in leaves(heads))
+
+
+def test_trainer_state_dict_keeps_module_versions():
+    import io
+
+    import torchvision
+
+    from hetero.data import load_dataset
+    from hetero.protocol import TrainProtocol
+    from hetero.train import Trainer
+
+    model = torchvision.models.mnasnet0_5(num_classes=10)
+    trainer = Trainer(model, load_dataset("digits"), TrainProtocol(epochs=1, device="cpu"))
+    state = trainer.state_dict()["model"]
+    assert state._metadata == model.state_dict()._metadata
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    # MNASNet's loader refuses a state dict without its version.
+    torchvision.models.mnasnet0_5(num_classes=10).load_state_dict(
+        torch.load(buffer, weights_only=True))
