@@ -219,12 +219,21 @@ def _spec(args: argparse.Namespace, *, baseline: bool = False):
     return TrialSpec(**given, protocol=_protocol(args), options=_options(args))
 
 
+def _check_model(spec) -> None:
+    """Derive the network's channel graph from the data's shape (read, not loaded): a network
+    hetero cannot follow is refused before any data is decoded."""
+    from hetero.method import base_config_for
+
+    base_config_for(spec, _shape_for(spec.dataset, spec.data_dir))
+
+
 def cmd_shrink(args: argparse.Namespace) -> int:
     from hetero.data import load_dataset
     from hetero.method import derive
 
     spec = _spec(args)
     device = _device(spec.protocol.device)
+    _check_model(spec)
     data = load_dataset(spec.dataset, spec.data_dir, download=spec.download,
                         fraction=spec.data_fraction, seed=spec.seed, device=device,
                         input_size=spec.input_size)
@@ -277,6 +286,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.width_mult = 1.0 if args.baseline else 2.0
     spec = _spec(args, baseline=args.baseline)
     _device(spec.protocol.device)
+    _check_model(spec)
     out = Path(args.out or f"runs/{spec.model}_{spec.kind}_w{spec.width_mult:g}_s{spec.seed}")
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out} is a file: pass a folder for the run's outputs")

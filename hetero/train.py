@@ -164,20 +164,22 @@ class Trainer:
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            loss, logits = self._loss(x, self.model(x), y)
+            output = self.model(x)
+            loss = self._loss(x, output, y)
+            logits = primary_logits(output, self.protocol.logits)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return loss, logits.detach()
 
-    def _loss(self, x: torch.Tensor, output, y: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss, primary logits) of the network's ``output`` (:mod:`hetero.outputs`)."""
+    def _loss(self, x: torch.Tensor, output, y: torch.Tensor) -> torch.Tensor:
+        """The loss of the network's ``output``: its primary logits and auxiliary heads
+        (:mod:`hetero.outputs`), distilled from the teacher when kd_weight > 0."""
         p = self.protocol
         ce, logits = classification_loss(output, y, aux_weight=p.aux_weight, key=p.logits,
                                          label_smoothing=p.label_smoothing)
         if p.kd_weight == 0:
-            return ce, logits
+            return ce
         with torch.no_grad():
             teacher_logits = primary_logits(self.teacher(x), p.logits).float()
         t = p.kd_temperature
@@ -185,7 +187,7 @@ class Trainer:
         kd = F.kl_div(F.log_softmax(logits.float() / t, dim=1),
                       F.log_softmax(teacher_logits / t, dim=1),
                       reduction="batchmean", log_target=True) * t * t
-        return p.kd_weight * kd + (1 - p.kd_weight) * ce, logits
+        return p.kd_weight * kd + (1 - p.kd_weight) * ce
 
     # -- evaluation ------------------------------------------------------------------------
 
