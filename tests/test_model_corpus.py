@@ -244,3 +244,16 @@ def test_trainer_state_dict_keeps_module_versions():
     # MNASNet's loader refuses a state dict without its version.
     torchvision.models.mnasnet0_5(num_classes=10).load_state_dict(
         torch.load(buffer, weights_only=True))
+
+
+def test_a_sweep_spec_takes_the_input_size_and_exclusions_in_its_space():
+    from sweeps.spec import SpecError, base_config, spec_from_dict
+
+    data = {"name": "t", "model": "tests._corpus:Branchy", "dataset": "digits",
+            "space": {"input_size": 16, "exclude": "block", "criteria": ["l1"]},
+            "protocol": {"aux_weight": 0.0}}
+    spec = spec_from_dict(data)
+    config = base_config(spec)
+    assert config.input_size == 16 and dict(config.options) == {"exclude": ("block",)}
+    with pytest.raises(SpecError, match="input_size"):
+        spec_from_dict({**data, "space": {"input_size": 0}})
