@@ -7,7 +7,7 @@ ray, optuna or mlflow: sweeps and tracking attach through callbacks (see ``sweep
 from hetero.config import ChannelConfig, make_divisible
 
 __all__ = ["ChannelConfig", "Complexity", "complexity", "create_model", "make_divisible",
-           "register_model", "uniform", "widen", "__version__"]
+           "register_model", "register_op", "uniform", "widen", "__version__"]
 __version__ = "0.1.0"
 
 _FACTORY = ("complexity", "create_model", "register_model", "uniform", "widen")
@@ -20,6 +20,10 @@ def __getattr__(name: str):
         from hetero.models import factory
 
         return getattr(factory, name)
+    if name == "register_op":
+        from hetero.graph import register_op
+
+        return register_op
     if name == "Complexity":
         from hetero.complexity import Complexity
 

@@ -185,8 +185,9 @@ def cmd_complexity(args: argparse.Namespace) -> int:
                            f"for (`hetero complexity {config.family} --config {args.config}`)")
     else:
         in_ch, size, classes = _shape_for(args.dataset, args.data_dir)
+        options = {**_options(args), **({"exclude": args.exclude} if args.exclude else {})}
         config = uniform(args.model, args.variant, args.width_mult, num_classes=classes,
-                         input_size=size, in_channels=in_ch, **_options(args))
+                         input_size=args.input_size or size, in_channels=in_ch, **options)
     result = complexity(config, args.accounting)
     out = {"model": config.family, "variant": config.variant, "dataset": args.dataset,
            "input": [config.in_channels, config.input_size, config.input_size],
@@ -219,14 +220,24 @@ def _spec(args: argparse.Namespace, *, baseline: bool = False):
     return TrialSpec(**given, protocol=_protocol(args), options=_options(args))
 
 
+def _check_model(spec) -> None:
+    """Derive the network's channel graph from the data's shape (read, not loaded): a network
+    hetero cannot follow is refused before any data is decoded."""
+    from hetero.method import base_config_for
+
+    base_config_for(spec, _shape_for(spec.dataset, spec.data_dir))
+
+
 def cmd_shrink(args: argparse.Namespace) -> int:
     from hetero.data import load_dataset
     from hetero.method import derive
 
     spec = _spec(args)
     device = _device(spec.protocol.device)
+    _check_model(spec)
     data = load_dataset(spec.dataset, spec.data_dir, download=spec.download,
-                        fraction=spec.data_fraction, seed=spec.seed, device=device)
+                        fraction=spec.data_fraction, seed=spec.seed, device=device,
+                        input_size=spec.input_size)
     summary = derive(spec, data, device=device).summary()
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -276,6 +287,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.width_mult = 1.0 if args.baseline else 2.0
     spec = _spec(args, baseline=args.baseline)
     _device(spec.protocol.device)
+    _check_model(spec)
     out = Path(args.out or f"runs/{spec.model}_{spec.kind}_w{spec.width_mult:g}_s{spec.seed}")
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out} is a file: pass a folder for the run's outputs")
@@ -329,7 +341,8 @@ def add_commands(sub) -> None:
     _add_model_args(p, positional=True)
     p.add_argument("--dataset", choices=DATASETS, default="cifar10")
     p.add_argument("--data-dir", default=None)
-    _add_settings(p, TrialSpec, only=("width_mult",), defaults={"width_mult": 1.0})
+    _add_settings(p, TrialSpec, only=("width_mult", "input_size", "exclude"),
+                  defaults={"width_mult": 1.0})
     p.set_defaults(width_mult=1.0)
     p.add_argument("--config", default=None, help="a channel-configuration JSON (LW-DNA)")
     p.add_argument("--accounting", choices=("macs", "paper"), default="macs",
@@ -340,7 +353,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("shrink", help="derive an LW-DNA (widen, score, shrink) without training")
     _add_model_args(p)
     _add_trial_args(p)
-    _add_settings(p, TrainProtocol, only=("batch_size", "lr", "weight_decay", "device"))
+    _add_settings(p, TrainProtocol, only=("batch_size", "lr", "weight_decay", "device",
+                                          "aux_weight", "logits"))
     p.add_argument("--out", default=None, help="write the LW-DNA configuration JSON here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_shrink)

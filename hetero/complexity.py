@@ -34,10 +34,13 @@ class Complexity:
 
 @dataclass
 class CostTerms:
-    """sum(linear[u] * w[u]) + sum(product[u, v] * w[u] * w[v]), w the unit widths.
+    """constant + sum(linear[u] * w[u]) + sum(product[u, v] * w[u] * w[v]), w the unit widths.
 
-    Integer coefficients: FLOPs and params are counted exactly.
+    Integer coefficients: FLOPs and params are counted exactly. The constant is what never
+    changes with the widths (an excluded sub-module).
     """
+
+    constant: int = 0
 
     linear: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     product: dict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
@@ -51,6 +54,7 @@ class CostTerms:
 
 class _Compiled:
     def __init__(self, terms: CostTerms) -> None:
+        self.constant = int(terms.constant)
         self.lin_index = np.array(list(terms.linear), dtype=np.int64)
         self.lin_coef = np.array(list(terms.linear.values()), dtype=np.int64)
         pairs = list(terms.product)
@@ -59,7 +63,7 @@ class _Compiled:
         self.prod_coef = np.array(list(terms.product.values()), dtype=np.int64)
 
     def __call__(self, w: np.ndarray) -> int:
-        total = 0
+        total = self.constant
         if self.lin_index.size:
             total += self.lin_coef @ w[self.lin_index]
         if self.a.size:

@@ -224,8 +224,14 @@ class StreamingImageData(ImageData):
 
 def load_dataset(name: str = "digits", data_dir: str | os.PathLike | None = None, *,
                  download: bool = False, fraction: float = 1.0, seed: int = 0,
-                 device="cpu") -> ImageData:
-    """Load ``name``; ``fraction`` < 1 keeps a seeded, class-stratified part of the train split."""
+                 device="cpu", input_size: int | None = None) -> ImageData:
+    """Load ``name``; ``fraction`` < 1 keeps a seeded, class-stratified part of the train split;
+    ``input_size`` resizes the images (square, in pixels)."""
+    data = _load(name, data_dir, download=download, fraction=fraction, seed=seed, device=device)
+    return _resized(data, input_size) if input_size and input_size != data.input_size else data
+
+
+def _load(name, data_dir, *, download, fraction, seed, device) -> ImageData:
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     if name == "digits":
@@ -241,6 +247,24 @@ def load_dataset(name: str = "digits", data_dir: str | os.PathLike | None = None
     else:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return _keep_fraction(data, fraction, seed) if fraction < 1 else data
+
+
+def _resized(data: ImageData, size: int, chunk: int = 512) -> ImageData:
+    """``data`` with its images resized to ``size`` x ``size`` (bilinear, antialiased; a
+    decoded dataset once, in chunks; a streamed one as it decodes)."""
+    data.input_size = size
+    if isinstance(data, StreamingImageData):
+        return data
+
+    def resize(x: torch.Tensor) -> torch.Tensor:
+        parts = [F.interpolate(x[i:i + chunk].float(), size=(size, size), mode="bilinear",
+                               antialias=True, align_corners=False).round_().clamp_(0, 255)
+                 .to(x.dtype) for i in range(0, len(x), chunk)]
+        return torch.cat(parts)
+
+    data.train_x, data.test_x = resize(data.train_x), resize(data.test_x)
+    data.pad = _crop_padding(size)
+    return data
 
 
 def dataset_shape(name: str, data_dir: str | os.PathLike | None = None) -> tuple[int, int, int]:

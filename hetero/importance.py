@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hetero.config import ChannelConfig
 from hetero.graph import ChannelGraph, NormOp
+from hetero.outputs import DEFAULT_AUX_WEIGHT, classification_loss
 from hetero.surgery import device_of, out_channels
 from hetero.trial import DHP_GROUP_LATENTS, DHP_GROUPED_INPUTS, DHP_SCORES
 
@@ -61,6 +61,12 @@ class ScoreSettings:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    aux_weight: float = DEFAULT_AUX_WEIGHT  # the training loss's (hetero.outputs)
+    logits: str | None = None
+
+    def loss(self, output, y: torch.Tensor) -> torch.Tensor:
+        """The training loss of a network's output (its primary logits and aux heads)."""
+        return classification_loss(output, y, aux_weight=self.aux_weight, key=self.logits)[0]
 
 
 @dataclass
@@ -117,7 +123,9 @@ def list_criteria() -> tuple[str, ...]:
 
 def score_network(criterion: str, model: nn.Module, config: ChannelConfig, batches: Iterable, *,
                   num_batches: int = 2, lr: float = 0.1, momentum: float = 0.9,
-                  weight_decay: float = 5e-4, seed: int = 0, **options) -> Scored:
+                  weight_decay: float = 5e-4, seed: int = 0,
+                  aux_weight: float = DEFAULT_AUX_WEIGHT, logits: str | None = None,
+                  **options) -> Scored:
     """Score every channel of every unit of ``config`` and return the scored network too.
 
     ``model`` is the network built from ``config``; ``batches`` yields (x, y) on its device.
@@ -134,7 +142,7 @@ def score_network(criterion: str, model: nn.Module, config: ChannelConfig, batch
     graph = check_config(config)
     _check_model_matches(model, config)
     ctx = _Context(model, config, graph, batches,
-                   ScoreSettings(num_batches, lr, momentum, weight_decay))
+                   ScoreSettings(num_batches, lr, momentum, weight_decay, aux_weight, logits))
     device = device_of(model)
     # A private RNG stream: scoring is reproducible per seed and leaves the caller's RNG alone.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -260,7 +268,7 @@ def _bn_scores(ctx: _Context, l1_penalty: float = 1e-4) -> Scored:
     optimizer = _SGD(net.parameters(), ctx.settings)
     for x, y in _take_batches(ctx.batches, ctx.settings.num_batches):
         optimizer.zero_grad()
-        loss = F.cross_entropy(net(x), y) + l1_penalty * sum(g.abs().sum() for g in gammas)
+        loss = ctx.settings.loss(net(x), y) + l1_penalty * sum(g.abs().sum() for g in gammas)
         loss.backward()
         optimizer.step()
     totals = {u: torch.zeros(ctx.widths[u], device=device_of(net)) for u in ctx.free()}
@@ -288,7 +296,7 @@ def _gate_scores(ctx: _Context) -> Scored:
     totals = {u: torch.zeros_like(g) for u, g in gates.items()}
     try:
         for x, y in _take_batches(ctx.batches, ctx.settings.num_batches):
-            grads = torch.autograd.grad(F.cross_entropy(net(x), y), list(gates.values()),
+            grads = torch.autograd.grad(ctx.settings.loss(net(x), y), list(gates.values()),
                                         allow_unused=True)
             for unit, grad in zip(gates, grads, strict=True):
                 if grad is not None:
@@ -350,7 +358,8 @@ def _dhp_scores(ctx: _Context, embedding_dim: int | None = None, dhp_score: str 
     updates = [step < len(taken) - 1 or last_step for step in range(len(taken))]
     for step, (x, y) in enumerate(taken):
         optimizer.zero_grad()
-        hyper.backward(net, x, y, update=updates[step], keep_momentum=any(updates[step + 1:]))
+        hyper.backward(net, x, y, loss=ctx.settings.loss, update=updates[step],
+                      keep_momentum=any(updates[step + 1:]))
         if updates[step]:
             optimizer.step()
     with torch.no_grad():
@@ -431,8 +440,8 @@ class _HyperNetwork:
                                                    self.hypers[name])
                 for name, layer in self.layers.items()}
 
-    def backward(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, update: bool,
-                 keep_momentum: bool) -> None:
+    def backward(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: Callable,
+                 update: bool, keep_momentum: bool) -> None:
         """Gradients of one batch's loss and (``update``) an SGD step of every hypernetwork,
         generating and differentiating one layer's weight at a time (method.md 5.11): memory
         holds the hypernetwork and one layer's graph and gradient, not the whole network's
@@ -440,7 +449,7 @@ class _HyperNetwork:
         are bitwise those of one backward through every generated weight."""
         with torch.no_grad():
             leaves = {name: w.requires_grad_() for name, w in self.weights().items()}
-        F.cross_entropy(torch.func.functional_call(net, leaves, (x,)), y).backward()
+        loss(torch.func.functional_call(net, leaves, (x,)), y).backward()
         latent_grads = {}
         for name in self.layers:
             grad = leaves.pop(f"{name}.weight").grad

@@ -134,10 +134,25 @@ def costs(config: ChannelConfig, base: ChannelConfig) -> dict[str, float]:
 
 
 def base_config_for(spec: TrialSpec, data_shape: tuple[int, int, int]) -> ChannelConfig:
-    """The width-1.0 uniform configuration of the spec's model for (channels, size, classes)."""
+    """The width-1.0 uniform configuration of the spec's model for (channels, size, classes)
+    (``spec.input_size``, when set, is the size)."""
     in_channels, input_size, num_classes = data_shape
-    return uniform(spec.model, spec.variant, num_classes=num_classes, input_size=input_size,
-                   in_channels=in_channels, **spec.options)
+    return uniform(spec.model, spec.variant, num_classes=num_classes,
+                   input_size=spec.input_size or input_size, in_channels=in_channels,
+                   **model_options(spec))
+
+
+def model_options(spec: TrialSpec) -> dict[str, Any]:
+    """The family options a trial builds its network with: the spec's own, the excluded
+    sub-modules, and ``aux_logits=False`` where aux_weight 0 drops a network's auxiliary heads."""
+    from hetero.models.factory import EXCLUDE, family_spec
+
+    options = dict(spec.options)
+    if spec.exclude:
+        options[EXCLUDE] = spec.exclude
+    if spec.protocol.aux_weight == 0 and "aux_logits" in family_spec(spec.model).options:
+        options["aux_logits"] = False
+    return options
 
 
 def derive(spec: TrialSpec, data, *, device: torch.device | str = "cpu") -> Derivation:
@@ -161,6 +176,7 @@ def derive(spec: TrialSpec, data, *, device: torch.device | str = "cpu") -> Deri
                            num_batches=spec.score_batches, lr=spec.protocol.lr,
                            momentum=spec.protocol.momentum,
                            weight_decay=spec.protocol.weight_decay, seed=spec.seed,
+                           aux_weight=spec.protocol.aux_weight, logits=spec.protocol.logits,
                            **_criterion_options(spec))
     floors = dict(remain_ratio=spec.remain_ratio, linear_ratio=spec.linear_ratio,
                   divisor=spec.divisor, width_mult=spec.width_mult)
@@ -237,7 +253,8 @@ def run_trial(spec: TrialSpec, *, on_epoch: EpochCallback | None = None,
     device = resolve_device(spec.protocol.device)
     if data is None:
         data = load_dataset(spec.dataset, spec.data_dir, download=spec.download,
-                            fraction=spec.data_fraction, seed=spec.seed, device=device)
+                            fraction=spec.data_fraction, seed=spec.seed, device=device,
+                            input_size=spec.input_size)
     if checkpoint is not None:
         config = ChannelConfig.from_dict(checkpoint["config"])
         base = ChannelConfig.from_dict(checkpoint["base_config"])

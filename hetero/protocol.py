@@ -41,6 +41,14 @@ class TrainProtocol:
     gamma: float = setting(0.1, "step schedule decay", lo=0, lo_open=True, cli=False)
     warmup_epochs: int = setting(0, "linear warm-up epochs from lr/10", lo=0, integer=True)
     label_smoothing: float = setting(0.0, "label smoothing", lo=0, hi=0.999)
+    aux_weight: float = setting(0.3, "loss weight of a network's auxiliary heads (outputs shaped "
+                                "like the logits besides them: torchvision googlenet and "
+                                "inception_v3 in training; 0.3 as the GoogLeNet paper); 0 drops "
+                                "them (a network whose constructor takes aux_logits is built "
+                                "without)", lo=0, hi=1)
+    logits: str | None = setting(None, "the output holding the class logits when the network "
+                                 "returns several (a dict key or NamedTuple field); default: "
+                                 "the first")
     eval_batch_size: int = setting(500, "evaluation batch size", lo=1, integer=True, cli=False)
     eval_every: int = setting(1, "evaluate the test split every this many epochs and after the "
                               "last (test metrics of the epochs between are not measured): a "

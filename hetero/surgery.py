@@ -38,7 +38,35 @@ def resize(model: nn.Module, graph: ChannelGraph, widths: Sequence[int]) -> nn.M
                 replace_module(model, path, linear_like(module, cin, cout))
         elif isinstance(module, nn.modules.batchnorm._BatchNorm) and cout != module.num_features:
             replace_module(model, path, _norm_like(module, cout))
+    for path, (layout, dim) in graph.params.items():
+        tensor = _tensor(model, path)
+        size = graph.channels(layout, widths)
+        if tensor.shape[dim] != size:
+            _put_tensor(model, path, _resized(tensor.detach(), dim, size))
     return model
+
+
+def _tensor(model: nn.Module, path: str) -> torch.Tensor:
+    owner, _, name = path.rpartition(".")
+    return getattr(model.get_submodule(owner) if owner else model, name)
+
+
+def _put_tensor(model: nn.Module, path: str, value: torch.Tensor) -> None:
+    """Replace the parameter or buffer at ``path`` by ``value`` (same kind, same grad flag)."""
+    owner, _, name = path.rpartition(".")
+    module = model.get_submodule(owner) if owner else model
+    old = getattr(module, name)
+    if isinstance(old, nn.Parameter):
+        setattr(module, name, nn.Parameter(value, requires_grad=old.requires_grad))
+    else:
+        module.register_buffer(name, value, persistent=name not in module._non_persistent_buffers_set)
+
+
+def _resized(values: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """A per-channel parameter at ``size`` channels along ``dim``: a constant initialisation
+    (a layer scale's 1e-6) stays that constant; other values repeat cyclically."""
+    index = torch.arange(size, device=values.device) % values.shape[dim]
+    return values.index_select(dim, index).clone()
 
 
 def replace_module(model: nn.Module, path: str, new: nn.Module) -> None:
@@ -56,19 +84,36 @@ def conv_like(conv: nn.Conv2d, cin: int, cout: int, groups: int) -> nn.Conv2d:
     """A new, freshly initialised conv like ``conv`` (its class, kernel, stride, padding,
     dilation, bias, padding mode, device and dtype) from ``cin`` to ``cout`` channels in
     ``groups`` groups."""
-    return type(conv)(cin, cout, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-                      groups, conv.bias is not None, conv.padding_mode, **_factory(conv))
+    return _like(conv, nn.Conv2d(cin, cout, conv.kernel_size, conv.stride, conv.padding,
+                                 conv.dilation, groups, conv.bias is not None, conv.padding_mode,
+                                 **_factory(conv)))
 
 
 def linear_like(linear: nn.Linear, cin: int, cout: int) -> nn.Linear:
     """A new, freshly initialised linear like ``linear`` (its class, bias, device and dtype)
     from ``cin`` to ``cout`` features."""
-    return type(linear)(cin, cout, linear.bias is not None, **_factory(linear))
+    return _like(linear, nn.Linear(cin, cout, linear.bias is not None, **_factory(linear)))
 
 
 def _norm_like(norm: nn.Module, channels: int) -> nn.Module:
-    return type(norm)(channels, norm.eps, norm.momentum, norm.affine, norm.track_running_stats,
-                      **_factory(norm))
+    torch_class = next(c for c in type(norm).__mro__ if c.__module__.startswith("torch.nn"))
+    return _like(norm, torch_class(channels, norm.eps, norm.momentum, norm.affine,
+                                   norm.track_running_stats, **_factory(norm)))
+
+
+def _like(old: nn.Module, new: nn.Module) -> nn.Module:
+    """``new`` (built by its torch class) as ``old``'s class: a user subclass whose constructor
+    takes other arguments keeps its own attributes, extra parameters, buffers and children."""
+    if type(old) is type(new):
+        return new
+    for store in ("_parameters", "_buffers", "_modules"):
+        mine = getattr(new, store)
+        for name, value in getattr(old, store).items():
+            mine.setdefault(name, value)
+    for key, value in vars(old).items():
+        new.__dict__.setdefault(key, value)
+    new.__class__ = type(old)
+    return new
 
 
 def out_channels(module: nn.Conv2d | nn.Linear) -> int:
@@ -104,6 +149,11 @@ def inherit_weights(derived: nn.Module, source: nn.Module, graph: ChannelGraph,
     """
     grouped = graph.group_widths
     sliced: set[str] = set()
+    for path, (layout, dim) in graph.params.items():
+        tensor = _tensor(source, path)
+        index = layout_indices(layout, kept, wide_widths).to(tensor.device)
+        _assign(_tensor(derived, path), tensor.index_select(dim, index), path)
+        sliced.add(path)
     for path, out_layout in graph.modules.items():
         src, dst = source.get_submodule(path), derived.get_submodule(path)
         out_index = layout_indices(out_layout, kept, wide_widths)

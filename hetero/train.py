@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hetero.errors import TrainingDiverged
+from hetero.outputs import classification_loss, primary_logits
 from hetero.protocol import TrainProtocol
 
 __all__ = ["Trainer", "TrainSummary", "Distillation", "TrainingDiverged", "resolve_device",
@@ -183,20 +184,24 @@ class Trainer:
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.model(x)
-            loss = self._loss(x, logits, y)
+            output = self.model(x)
+            loss = self._loss(x, output, y)
+            logits = primary_logits(output, self.protocol.logits)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return loss, logits.detach()
 
-    def _loss(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _loss(self, x: torch.Tensor, output, y: torch.Tensor) -> torch.Tensor:
+        """The loss of the network's ``output``: its primary logits and auxiliary heads
+        (:mod:`hetero.outputs`), distilled from the teacher when kd_weight > 0."""
         p = self.protocol
-        ce = F.cross_entropy(logits.float(), y, label_smoothing=p.label_smoothing)
+        ce, logits = classification_loss(output, y, aux_weight=p.aux_weight, key=p.logits,
+                                         label_smoothing=p.label_smoothing)
         if self.distill is None:
             return ce
         with torch.no_grad():
-            teacher_logits = self.distill.teacher(x).float()
+            teacher_logits = primary_logits(self.distill.teacher(x), p.logits).float()
         t, weight = self.distill.temperature, self.distill.weight
         # KL(softmax(teacher/T) || softmax(student/T)) * T^2, batch mean.
         kd = F.kl_div(F.log_softmax(logits.float() / t, dim=1),
@@ -217,7 +222,7 @@ class Trainer:
         for x, y in self.data.test_batches(self.protocol.eval_batch_size, device=self.device):
             x = x.contiguous(memory_format=self.memory_format)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                logits = self.model(x).float()
+                logits = primary_logits(self.model(x), self.protocol.logits).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             hits = logits.topk(k, dim=1).indices == y[:, None]
             top1 += hits[:, 0].sum()
@@ -285,7 +290,12 @@ def _cpu_copy(obj: Any) -> Any:
     if isinstance(obj, torch.Tensor):
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, dict):
-        return {k: _cpu_copy(v) for k, v in obj.items()}
+        # A state dict's type and its _metadata (module versions) stay: some modules' loaders
+        # check the version (torchvision's MNASNet refuses a state dict without it).
+        out = type(obj)((k, _cpu_copy(v)) for k, v in obj.items())
+        if hasattr(obj, "_metadata"):
+            out._metadata = copy.deepcopy(obj._metadata)
+        return out
     if isinstance(obj, (list, tuple)):
         return type(obj)(_cpu_copy(v) for v in obj)
     return copy.deepcopy(obj)

@@ -47,6 +47,12 @@ class TrialSpec:
     data_dir: str | None = setting(None, "dataset folder (cifar, tinyimagenet, imagefolder, "
                                    "imagenet)")
     download: bool = setting(False, "let torchvision download CIFAR", cli=True)
+    input_size: int | None = setting(None, "input image size in pixels (square); the images are "
+                                     "resized to it; default: the dataset's own", lo=1,
+                                     integer=True, sweep="fixed")
+    exclude: str | None = setting(None, "module paths to leave unpruned, comma-separated: each "
+                                  "is kept as an opaque block (its channels and cost fixed), for "
+                                  "a part the channel graph cannot follow", sweep="fixed")
     baseline: bool = setting(False, "train the uniform network at --width-mult instead",
                              cli=False)
     width_mult: float = setting(2.0, "widening multiplier beta", lo=0, hi=MAX_WIDTH_MULT,

@@ -189,7 +189,8 @@ def test_batch(folder, size: int):
         return None
     trial = json.loads(text)
     try:
-        data = load_dataset(trial["dataset"], trial.get("data_dir"), device="cpu")
+        data = load_dataset(trial["dataset"], trial.get("data_dir"), device="cpu",
+                            input_size=trial.get("input_size"))
     except (OSError, ValueError, RuntimeError):
         return None
     return next(iter(data.test_batches(size, device="cpu")))[0]

@@ -670,7 +670,8 @@ def base_config(spec: SweepSpec):
     except (ValueError, FileNotFoundError) as exc:
         raise SpecError(f"dataset: {exc}") from None
     trial = TrialSpec(model=spec.model.name, variant=spec.model.variant,
-                      options=dict(spec.model.options))
+                      options=dict(spec.model.options), **spec.space.fixed_settings(),
+                      protocol=spec.protocol)
     try:
         return base_config_for(trial, shape)
     except ValueError as exc:

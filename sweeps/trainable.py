@@ -235,7 +235,7 @@ def _load_data(spec):
 
     return load_dataset(spec.dataset, spec.data_dir, download=spec.download,
                         fraction=spec.data_fraction, seed=spec.seed,
-                        device=resolve_device(spec.protocol.device))
+                        device=resolve_device(spec.protocol.device), input_size=spec.input_size)
 
 
 def _log_dataset(run: TrialRun, spec, data) -> None:

@@ -35,6 +35,9 @@ __all__ = ["resolve_model", "family_spec", "graph_of", "base_config", "uniform",
 
 TORCHVISION = "torchvision:"
 EXTERNAL_VARIANT = "default"
+# An option every family takes, read by the channel graph and never passed to a builder: module
+# paths left unpruned and opaque (derive_graph's ``exclude``).
+EXCLUDE = "exclude"
 
 
 # ---------------------------------------------------------------------------- names
@@ -83,12 +86,29 @@ def register_model(name: str, builder: Callable[..., nn.Module], *, description:
 
 
 def _register_external(name: str) -> None:
+    options = {}
     if name.startswith(TORCHVISION):
-        builder, what = _torchvision_builder(name[len(TORCHVISION):]), "torchvision model"
+        arch = name[len(TORCHVISION):]
+        builder, what = _torchvision_builder(arch), "torchvision model"
+        if _takes_aux_logits(arch):  # googlenet, inception_v3: their heads can be left out
+            options = {"aux_logits": (True, False)}
     else:
         builder, what = _import_callable(name), "user model"
     register_family(name, variants=(EXTERNAL_VARIANT,), default_variant=EXTERNAL_VARIANT,
-                    description=f"{what} {name}")(_external_builder(builder))
+                    options=options, description=f"{what} {name}")(_external_builder(builder))
+
+
+def _takes_aux_logits(arch: str) -> bool:
+    """Whether the torchvision network's class takes ``aux_logits`` (has auxiliary heads)."""
+    import inspect
+    import sys
+
+    import torchvision
+
+    module = sys.modules[torchvision.models.get_model_builder(arch).__module__]
+    return any(isinstance(c, type) and issubclass(c, nn.Module)
+               and "aux_logits" in inspect.signature(c.__init__).parameters
+               for c in vars(module).values())
 
 
 def _torchvision_builder(arch: str) -> Callable[..., nn.Module]:
@@ -98,8 +118,8 @@ def _torchvision_builder(arch: str) -> Callable[..., nn.Module]:
     if arch not in available:
         raise ValueError(f"torchvision has no classification model {arch!r}; choose one of "
                          f"{', '.join(sorted(available))}")
-    return lambda num_classes: torchvision.models.get_model(arch, weights=None,
-                                                            num_classes=num_classes)
+    return lambda num_classes, **options: torchvision.models.get_model(
+        arch, weights=None, num_classes=num_classes, **options)
 
 
 def _import_callable(name: str) -> Callable[..., nn.Module]:
@@ -121,8 +141,9 @@ def _external_builder(builder: Callable[..., nn.Module]) -> Callable[..., nn.Mod
     """Adapt ``builder(num_classes=...)`` to the family signature; a network built for RGB gets
     its first conv rebuilt for other input channels (e.g. the 1-channel digits)."""
 
-    def build(variant: str, *, num_classes: int, input_size: int, in_channels: int) -> nn.Module:
-        model = builder(num_classes=num_classes)
+    def build(variant: str, *, num_classes: int, input_size: int, in_channels: int,
+              **options: Any) -> nn.Module:
+        model = builder(num_classes=num_classes, **options)
         if not isinstance(model, nn.Module):
             raise ValueError(f"the model builder returned {type(model).__name__}, not an nn.Module")
         path, first = next(((p, m) for p, m in model.named_modules()
@@ -139,19 +160,34 @@ def _build_base(family: str, variant: str, num_classes: int, input_size: int, in
                 options: tuple[tuple[str, Any], ...]) -> nn.Module:
     spec = family_spec(family)
     return spec.builder(variant, num_classes=num_classes, input_size=input_size,
-                        in_channels=in_channels, **dict(options))
+                        in_channels=in_channels, **{k: v for k, v in options if k != EXCLUDE})
 
 
 @functools.lru_cache(maxsize=64)
 def _graph(family: str, variant: str, num_classes: int, input_size: int, in_channels: int,
            options: tuple[tuple[str, Any], ...]) -> ChannelGraph:
     model = _build_base(family, variant, num_classes, input_size, in_channels, options)
-    return derive_graph(model, torch.zeros(1, in_channels, input_size, input_size))
+    return derive_graph(model, torch.zeros(1, in_channels, input_size, input_size),
+                        exclude=dict(options).get(EXCLUDE, ()))
 
 
 def _key(config: ChannelConfig) -> tuple:
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in config.options.items()}
     return (config.family, config.variant, config.num_classes, config.input_size,
-            config.in_channels, tuple(sorted(config.options.items())))
+            config.in_channels, tuple(sorted(options.items())))
+
+
+def _resolve(spec: FamilySpec, options: dict[str, Any]) -> dict[str, Any]:
+    """The family's options, plus ``exclude`` (a comma-separated text or a sequence of module
+    paths) as a sorted tuple when given."""
+    options = dict(options)
+    exclude = options.pop(EXCLUDE, None)
+    resolved = spec.resolve_options(options)
+    if isinstance(exclude, str):
+        exclude = [p for p in exclude.replace(" ", "").split(",") if p]
+    if exclude:
+        resolved[EXCLUDE] = tuple(sorted(set(exclude)))
+    return resolved
 
 
 def graph_of(config: ChannelConfig) -> ChannelGraph:
@@ -165,7 +201,7 @@ def base_config(family: str, variant: str | None = None, *, num_classes: int = 1
     """The family's regular-width configuration, read off its network's channel graph."""
     spec = family_spec(family)
     variant = spec.variant_for(variant, input_size)
-    resolved = spec.resolve_options(options)
+    resolved = _resolve(spec, options)
     graph = _graph(spec.name, variant, num_classes, input_size, in_channels,
                    tuple(sorted(resolved.items())))
     widths = {layer: graph.units[u].width for layer, u in graph.layer_unit.items()}
