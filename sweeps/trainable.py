@@ -179,8 +179,13 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     _prepare_worker(context)
     spec = trial_spec(context, config["hp"])
     run = _open_run(context, config["hp"], spec)
-    _fail_again_if_diverged(run)
     reporter = EpochReporter(run, context, spec)
+    if run.finished_before:
+        # An earlier attempt logged everything and died before Tune took its last report (a
+        # resume, a retry): report what the run holds, train and log nothing again.
+        reporter.report({**run.previous_metrics, keys.METRIC_EPOCH: spec.protocol.epochs}, None)
+        return
+    _fail_again_if_diverged(run)
     restored = _restored_checkpoint()
     try:
         data = _load_data(spec)
@@ -248,7 +253,7 @@ def _trained_outputs(context: TrialContext, run: TrialRun, spec, result,
 
     model = rebuild_network(checkpoint["config"], checkpoint["trainer"])
     metrics = _latency(model, result.config, spec, context.latency_batch, run)
-    if context.log_models:
+    if context.log_models and keys.TAG_MODEL_URI not in run.previous_tags:  # logged once
         start = time.perf_counter()
         _log_model(context, run, spec, result, model)
         run.seconds += time.perf_counter() - start
