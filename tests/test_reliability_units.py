@@ -109,3 +109,85 @@ def test_check_data_accepts_good_folders(tmp_path):
     check_data("digits")
     check_data("imagefolder", write_folder(tmp_path / "pets"))
     check_data("cifar10", tmp_path / "nowhere_yet", download=True)  # torchvision makes it
+
+
+# The class of folders a user brings by mistake: each decided from the whole folder, before a
+# sweep starts (check_data), and the same when a trial loads it (load_dataset).
+def _image(path: Path, size=(8, 8), mode: str = "RGB") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(len(str(path))).integers(0, 256, (size[1], size[0], 3),
+                                                             dtype=np.uint8)
+    Image.fromarray(pixels, "RGB").convert(mode).save(path)
+
+
+def bad_folder(root: Path, case: str) -> Path:
+    """A two-class folder of 8x8 RGB images, broken in one way (``case``)."""
+    classes = {"train": ["cat", "dog"], "test": ["cat", "dog"]}
+    if case == "single class":
+        classes = {"train": ["cat"], "test": ["cat"]}
+    if case == "test missing a class":
+        classes["test"] = ["cat"]
+    if case == "test class not in train":
+        classes["test"] = ["cat", "dog", "emu"]
+    for split, names in classes.items():
+        for name in names:
+            for i in range(2):
+                _image(root / split / name / f"{i}.png")
+    if case == "empty class folder":
+        (root / "train" / "zebra").mkdir()
+    if case == "mixed image sizes":
+        _image(root / "train" / "dog" / "big.png", size=(16, 16))
+    if case == "not square":
+        for path in (root / "train").rglob("*.png"):
+            _image(path, size=(8, 6))
+        for path in (root / "test").rglob("*.png"):
+            _image(path, size=(8, 6))
+    return root
+
+
+BAD_FOLDERS = [
+    ("single class", "one class only ('cat')"),
+    ("test missing a class", "test/ has no images of class 'dog'"),
+    ("empty class folder", "train/ has no images of class 'zebra'"),
+    ("test class not in train", "class 'emu' in test/ is not in train/"),
+    ("mixed image sizes", "found 8x8 (8, e.g. train/cat/0.png), 16x16 (1, e.g. train/dog/big.png)"),
+    ("not square", "found 8x6"),
+]
+
+
+@pytest.mark.parametrize("case, needle", BAD_FOLDERS, ids=[c for c, _ in BAD_FOLDERS])
+def test_a_bad_image_folder_is_refused_in_one_line_before_and_at_load(tmp_path, monkeypatch,
+                                                                      case, needle):
+    monkeypatch.setenv("HETERO_CACHE", str(tmp_path / "cache"))
+    root = bad_folder(tmp_path / "pets", case)
+    for check in (lambda: check_data("imagefolder", root),
+                  lambda: load_dataset("imagefolder", root)):
+        with pytest.raises((ValueError, FileNotFoundError)) as info:
+            check()
+        assert needle in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("first", ["L", "RGB"])
+def test_channels_come_from_every_image_not_the_first(tmp_path, monkeypatch, first):
+    """An RGB folder whose first image is grayscale stays RGB; an all-grayscale one is 1
+    channel."""
+    monkeypatch.setenv("HETERO_CACHE", str(tmp_path / "cache"))
+    root = bad_folder(tmp_path / "pets", "good")
+    for path in sorted(root.rglob("*.png")):
+        _image(path, mode="L")
+    _image(root / "train" / "cat" / "0.png", mode=first)   # the first image of the folder
+    channels = 1 if first == "L" else 3
+    assert dataset_shape("imagefolder", root) == (channels, 8, 2)
+    assert load_dataset("imagefolder", root).in_channels == channels
+
+
+def test_a_cifar_folder_with_one_image_of_another_size_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("HETERO_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "cifar"
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            _image(root / split / name / "0.png", size=(32, 32))
+    _image(root / "test" / "dog" / "1.png", size=(28, 28))   # not the first one
+    with pytest.raises(ValueError, match=r"cifar10 images are 32x32, but 1 in .* are not "
+                                         r"\(.*1.png is 28x28\)"):
+        check_data("cifar10", root)
