@@ -773,17 +773,19 @@ def _outcomes(grid, epochs: int) -> list[TrialOutcome]:
     state = ExperimentAnalysis(grid.experiment_path, storage_filesystem=grid.filesystem)
     saved = {t.trial_id: t.status for t in state.trials}
     trials = grid._experiment_analysis.trials
-    return [_outcome(result, epochs, trial.trial_id, saved.get(trial.trial_id, "PENDING"))
+    return [_outcome(result, epochs, trial, saved.get(trial.trial_id, "PENDING"))
             for result, trial in zip(grid, trials, strict=True)]
 
 
-def _outcome(result, epochs: int, trial_id: str, status: str) -> TrialOutcome:
+def _outcome(result, epochs: int, trial, status: str) -> TrialOutcome:
     metrics = dict(result.metrics or {})
+    # A trial that never reported (Ctrl-C before its first epoch) has no result config.
+    config = result.config or trial.config or {}
     error = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
     interrupted = error is None and status not in ("TERMINATED", "ERROR")
     early = (error is None and not interrupted
              and int(metrics.get(keys.METRIC_EPOCH, epochs)) < epochs)
-    return TrialOutcome(trial_id, dict(result.config.get("hp", {})), metrics, error, early,
+    return TrialOutcome(trial.trial_id, dict(config.get("hp", {})), metrics, error, early,
                         interrupted)
 
 
