@@ -23,6 +23,8 @@ naming the op and its module path, before anything is trained.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import operator
 from collections.abc import Sequence
@@ -197,12 +199,14 @@ def derive_graph(model: nn.Module, example: torch.Tensor) -> ChannelGraph:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        # ShapeProp prints the op's traceback before it raises: the error below says it once.
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             ShapeProp(gm).propagate(example)
     except Exception as exc:
+        cause = exc.__cause__ or exc   # ShapeProp wraps the op's own error
         raise UnsupportedModel(
             f"{type(model).__name__} does not run on input of shape {tuple(example.shape)}: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from exc
+            f"{type(cause).__name__}: {str(cause).splitlines()[0][:200]}") from exc
     finally:
         model.train(was_training)
     return _Walker(gm, example).walk()
