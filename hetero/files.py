@@ -79,9 +79,17 @@ def _strict_loader() -> type:
     import yaml
 
     class StrictLoader(yaml.SafeLoader):
+        aliases = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+            return super().compose_node(parent, index)
+
         def compose_document(self):
             node = super().compose_document()
-            _expanded_size(node, {})
+            if self.aliases:   # a document without aliases is as big as its text
+                _expanded_size(node, {})
             return node
 
         def construct_mapping(self, node, deep=False):

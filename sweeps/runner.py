@@ -195,10 +195,10 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: str 
     requested = args.name
     live = None if resume else held_by(folder, requested)
     args = replace(args, name=requested if resume else _sweep_name(args.storage, requested, live))
+    if resume:
+        _refuse_finished(args)   # reads only: a finished sweep's store stays as it is
     with lease(folder, args.name):
-        if resume:
-            _refuse_finished(args)
-        else:
+        if not resume:
             args.save()
         # A RUNNING parent of the requested name that no driver holds was left by a dead one.
         stale = None if resume or live else requested
@@ -248,10 +248,17 @@ def _run_spec(spec: SweepSpec, smoke_test: bool, experiment: str | None) -> Swee
 
 
 def _resume_record(spec: SweepSpec, name: str | None, smoke_test: bool) -> SweepArguments | None:
+    """The record of the sweep to resume: a real one in the spec's storage, a smoke test in the
+    smoke test's (./ray_results)."""
     smoke = make_smoke_spec(spec)
-    storages = [_storage_path(s.storage) for s in ((smoke, spec) if smoke_test else (spec, smoke))]
-    default = smoke.name if smoke_test else spec.name
-    return find_record(list(dict.fromkeys(storages)), check_sweep_name(name or default))
+    name = check_sweep_name(name or (smoke.name if smoke_test else spec.name))
+    places = [(_storage_path(s.storage), s is smoke) for s in (smoke, spec)]
+    for storage, smoke_record in (places if smoke_test else places[::-1]):
+        record = find_record([storage], name)
+        if record is not None and (record.smoke_test == smoke_record
+                                   or storage == _storage_path(spec.storage)):
+            return record
+    return None
 
 
 def _check_before_start(spec: SweepSpec, args: SweepArguments, *, resume: bool,

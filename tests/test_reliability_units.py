@@ -8,6 +8,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pytest
 import torch
+from _data_cases import BAD_FOLDERS, bad_folder, image
 from PIL import Image
 
 from hetero.data import check_data, dataset_shape, load_dataset
@@ -111,50 +112,8 @@ def test_check_data_accepts_good_folders(tmp_path):
     check_data("cifar10", tmp_path / "nowhere_yet", download=True)  # torchvision makes it
 
 
-# The class of folders a user brings by mistake: each decided from the whole folder, before a
-# sweep starts (check_data), and the same when a trial loads it (load_dataset).
-def _image(path: Path, size=(8, 8), mode: str = "RGB") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(len(str(path))).integers(0, 256, (size[1], size[0], 3),
-                                                             dtype=np.uint8)
-    Image.fromarray(pixels, "RGB").convert(mode).save(path)
-
-
-def bad_folder(root: Path, case: str) -> Path:
-    """A two-class folder of 8x8 RGB images, broken in one way (``case``)."""
-    classes = {"train": ["cat", "dog"], "test": ["cat", "dog"]}
-    if case == "single class":
-        classes = {"train": ["cat"], "test": ["cat"]}
-    if case == "test missing a class":
-        classes["test"] = ["cat"]
-    if case == "test class not in train":
-        classes["test"] = ["cat", "dog", "emu"]
-    for split, names in classes.items():
-        for name in names:
-            for i in range(2):
-                _image(root / split / name / f"{i}.png")
-    if case == "empty class folder":
-        (root / "train" / "zebra").mkdir()
-    if case == "mixed image sizes":
-        _image(root / "train" / "dog" / "big.png", size=(16, 16))
-    if case == "not square":
-        for path in (root / "train").rglob("*.png"):
-            _image(path, size=(8, 6))
-        for path in (root / "test").rglob("*.png"):
-            _image(path, size=(8, 6))
-    return root
-
-
-BAD_FOLDERS = [
-    ("single class", "one class only ('cat')"),
-    ("test missing a class", "test/ has no images of class 'dog'"),
-    ("empty class folder", "train/ has no images of class 'zebra'"),
-    ("test class not in train", "class 'emu' in test/ is not in train/"),
-    ("mixed image sizes", "found 8x8 (8, e.g. train/cat/0.png), 16x16 (1, e.g. train/dog/big.png)"),
-    ("not square", "found 8x6"),
-]
-
-
+# The class of folders a user brings by mistake (tests/_data_cases.py): each decided from the
+# whole folder, before a sweep starts (check_data), and the same when a trial loads it.
 @pytest.mark.parametrize("case, needle", BAD_FOLDERS, ids=[c for c, _ in BAD_FOLDERS])
 def test_a_bad_image_folder_is_refused_in_one_line_before_and_at_load(tmp_path, monkeypatch,
                                                                       case, needle):
@@ -174,8 +133,8 @@ def test_channels_come_from_every_image_not_the_first(tmp_path, monkeypatch, fir
     monkeypatch.setenv("HETERO_CACHE", str(tmp_path / "cache"))
     root = bad_folder(tmp_path / "pets", "good")
     for path in sorted(root.rglob("*.png")):
-        _image(path, mode="L")
-    _image(root / "train" / "cat" / "0.png", mode=first)   # the first image of the folder
+        image(path, mode="L")
+    image(root / "train" / "cat" / "0.png", mode=first)   # the first image of the folder
     channels = 1 if first == "L" else 3
     assert dataset_shape("imagefolder", root) == (channels, 8, 2)
     assert load_dataset("imagefolder", root).in_channels == channels
@@ -186,8 +145,46 @@ def test_a_cifar_folder_with_one_image_of_another_size_is_refused(tmp_path, monk
     root = tmp_path / "cifar"
     for split in ("train", "test"):
         for name in ("cat", "dog"):
-            _image(root / split / name / "0.png", size=(32, 32))
-    _image(root / "test" / "dog" / "1.png", size=(28, 28))   # not the first one
+            image(root / split / name / "0.png", size=(32, 32))
+    image(root / "test" / "dog" / "1.png", size=(28, 28))   # not the first one
     with pytest.raises(ValueError, match=r"cifar10 images are 32x32, but 1 in .* are not "
                                          r"\(.*1.png is 28x28\)"):
         check_data("cifar10", root)
+
+
+# ---- tracking ---------------------------------------------------------------------------------
+def test_trials_logging_one_dataset_at_once_each_get_it_once(tmp_path):
+    """MLflow looks a dataset up, then inserts it: trials starting together used to fail on
+    the unique key (`UNIQUE constraint failed: datasets`). Four threads log one new dataset at
+    the same instant, fifteen times, into a real SQLite store."""
+    import threading
+
+    from mlflow import MlflowClient
+
+    from sweeps.inputs import log_dataset
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    data = load_dataset("digits", fraction=0.1)
+    errors: list[str] = []
+    for round_ in range(15):
+        experiment = client.create_experiment(f"e{round_}")   # the dataset is new each round
+        runs = [client.create_run(experiment).info.run_id for _ in range(4)]
+        start = threading.Barrier(len(runs))
+
+        def log(run_id: str, start: threading.Barrier = start) -> None:
+            own = MlflowClient(uri)
+            start.wait()
+            try:
+                log_dataset(own, run_id, data, name="digits", data_dir=None, fraction=0.1)
+            except Exception as exc:  # noqa: BLE001 (any failure is what the test counts)
+                errors.append(str(exc)[:200])
+
+        threads = [threading.Thread(target=log, args=(run,)) for run in runs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for run in runs:
+            assert len(client.get_run(run).inputs.dataset_inputs) == 1
+    assert errors == []

@@ -299,3 +299,49 @@ def test_every_optuna_sampler_survives_tunes_pickling_with_its_state(name):
     assert vars(copy).keys() == vars(sampler).keys()
     searcher = OptunaSearch(metric=["a", "b"], mode=["max", "min"], sampler=sampler)
     pickle.loads(pickle.dumps(searcher))
+
+
+# -------------------------------------------------------------------- YAML as users write it
+@pytest.mark.parametrize("text, value", [("1e6", 1e6), ("1.0e6", 1e6), ("5.0e-4", 5e-4),
+                                         ("1E-3", 1e-3), ("2e+2", 200.0), ("+3e0", 3.0)])
+def test_exponents_are_numbers_as_the_readme_writes_them(tmp_path, text, value):
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: x\nmodel: resnet20\ndataset: digits\nprotocol: {{lr: {text}}}\n"
+                    "space: {remain_ratios: [0.25]}\n")
+    assert load_spec(path, check=False).protocol.lr == value
+
+
+def test_a_huge_value_makes_a_short_error(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\nmodel: resnet20\ndataset: digits\nspace: {width_mults: ["
+                    + ", ".join(["99.0"] * 100_000) + "]}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path, check=False)
+    assert "space.width_mults[0] must be" in str(info.value) and len(str(info.value)) < 400
+
+
+def test_an_alias_bomb_fails_fast_in_bounded_memory(tmp_path):
+    import tracemalloc
+
+    levels = zip("abcdefgh", "bcdefghi", strict=True)
+    laughs = "a: &a [" + ",".join(["lol"] * 9) + "]\n" + "".join(
+        f"{b}: &{b} [" + ",".join([f"*{a}"] * 9) + "]\n" for a, b in levels)
+    path = tmp_path / "bomb.yaml"
+    path.write_text("name: x\n" + laughs)
+    assert len(path.read_bytes()) < 420
+    tracemalloc.start()
+    try:
+        with pytest.raises(SpecError, match="aliases .* expand to more than 10,000 values"):
+            load_spec(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
+
+
+def test_aliases_within_the_bound_still_work(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\nmodel: resnet20\ndataset: digits\n"
+                    "space: {remain_ratios: &r [0.25]}\nextra: *r\n")
+    with pytest.raises(SpecError, match="unknown key 'extra'"):   # parsed, then validated
+        load_spec(path, check=False)
