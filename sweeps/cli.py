@@ -63,7 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace) -> int:
     """``hetero sweep``: a spec or tracking problem raises (``hetero_cli`` prints one line);
     an interrupt says how to resume; a sweep with failed trials exits 1."""
-    from sweeps.runner import SweepFinished, SweepInterrupted, run_sweep, sigterm_as_interrupt
+    from sweeps.runner import (
+        StoreFailed,
+        SweepFinished,
+        SweepInterrupted,
+        run_sweep,
+        sigterm_as_interrupt,
+    )
     from sweeps.spec import load_spec
 
     try:
@@ -76,6 +82,9 @@ def command(args: argparse.Namespace) -> int:
     except SweepFinished as exc:
         print(f"hetero sweep: {exc}", file=sys.stderr)
         return 0
+    except StoreFailed as exc:   # a failed run: exit 1, one line
+        print(f"hetero sweep: failed: {exc}", file=sys.stderr)
+        return 1
     except SweepInterrupted as exc:
         print(f"hetero sweep: interrupted; unfinished trials are marked KILLED and left out of "
               f"results. Continue with: hetero sweep {args.spec} {exc.resume_hint}",

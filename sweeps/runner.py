@@ -17,6 +17,7 @@ share one MLflow parent run.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -57,10 +58,12 @@ from sweeps.tracking import (
     mark_child_run,
     open_parent_run,
     resolve_tracking_uri,
+    sqlite_path,
 )
 from sweeps.trainable import TrialContext, thread_count, train_trial, trial_dirname, trial_name
 
 __all__ = ["run_sweep", "SweepResults", "TrialOutcome", "SweepInterrupted", "SweepFinished",
+           "StoreFailed",
            "ray_session",
            "sigterm_as_interrupt", "cluster_tracking_problem", "resource_problem",
            "private_token_file"]
@@ -381,32 +384,97 @@ def _run_with_parent(spec: SweepSpec, args: SweepArguments, *, resume: bool, sta
                              tags={keys.TAG_SWEEP_ARGS: args.tag()})
     tracking = TrialTracking(uri, experiment_id, parent, sweep)
     results = SweepResults(sweep, spec.experiment, parent, uri, f"{storage}/{sweep}")
+    headroom = Headroom(uri, sweep)
     try:
         with _trial_tracking_uri(uri, spec, args.address) as trial_uri:
             context = _context(spec, tracking, trial_uri, storage)
             results.trials, results.tune_seconds = _run_experiments(spec, context, storage,
                                                                     resume, trainable)
-        _reconcile(client, tracking, results.trials)
     except SweepInterrupted as exc:
-        _reconcile(client, tracking, exc.outcomes)
-        finish_parent_run(client, parent, keys.STATUS_KILLED)
+        headroom.release()
+        _close_after_error(client, tracking, keys.STATUS_KILLED, exc.outcomes)
         raise
     except BaseException as exc:
+        headroom.release()
         _close_after_error(client, tracking, keys.STATUS_KILLED
                            if isinstance(exc, KeyboardInterrupt) else keys.STATUS_FAILED)
+        _raise_store_failure(exc, uri, sweep)
         raise
-    finish_parent_run(client, parent, _sweep_status(results.trials))
+    headroom.release()
+    try:
+        _reconcile(client, tracking, results.trials)
+        finish_parent_run(client, parent, _sweep_status(results.trials))
+    except Exception as exc:
+        _close_after_error(client, tracking, keys.STATUS_FAILED)
+        _raise_store_failure(exc, uri, sweep)
+        raise
     return results
 
 
-def _close_after_error(client, tracking: TrialTracking, status: str) -> None:
+def _raise_store_failure(exc: BaseException, uri: str, sweep: str) -> None:
+    failure = store_failure(exc, uri, sweep)
+    if failure is not None:
+        raise failure from exc
+
+
+def _close_after_error(client, tracking: TrialTracking, status: str,
+                       outcomes: list[TrialOutcome] = ()) -> None:
     # Best effort: the store itself may be what failed, and the original error must surface.
+    # A parent left RUNNING here is no driver's: the next sweep of the name, or --resume,
+    # finds it so (its lease is free).
     try:
-        _reconcile(client, tracking, [])
+        _reconcile(client, tracking, list(outcomes))
         finish_parent_run(client, tracking.parent_run_id, status)
     except Exception as exc:
-        print(f"warning: could not mark sweep {tracking.sweep!r} {status} in MLflow: {exc}",
-              file=sys.stderr, flush=True)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        print(f"warning: could not mark sweep {tracking.sweep!r} {status} in MLflow ({first}); "
+              f"`--resume --name {tracking.sweep}` will", file=sys.stderr, flush=True)
+
+
+class StoreFailed(RuntimeError):
+    """The tracking store (or the disk under it) failed while the sweep ran: the sweep ended
+    FAILED; the message names the store and how to go on."""
+
+
+# How the stores word it when the disk under them is full or gone read-only.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+
+
+def store_failure(exc: BaseException, uri: str, sweep: str) -> StoreFailed | None:
+    """``exc`` as one line naming the store, when the store or its disk is what failed."""
+    import sqlite3
+
+    from mlflow.exceptions import MlflowException
+
+    disk = isinstance(exc, OSError) and exc.errno in DISK_ERRORS
+    if not (disk or isinstance(exc, MlflowException | sqlite3.Error)):
+        return None
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return StoreFailed(f"sweep {sweep!r}: the tracking store {uri} failed ({first}); free disk "
+                       f"space or fix the store, then continue with --resume --name {sweep}")
+
+
+class Headroom:
+    """A little disk space held beside an SQLite store while the sweep runs, and given back for
+    its last writes: on a disk that filled up meanwhile, the sweep can still mark its parent
+    and trial runs KILLED or FAILED instead of leaving them RUNNING."""
+
+    SIZE = 4 * 2**20
+
+    def __init__(self, uri: str, sweep: str) -> None:
+        self.path = sqlite_path(uri).parent / f".{sweep}.headroom" if is_sqlite(uri) else None
+        if self.path is None:
+            return
+        try:
+            with open(self.path, "wb") as out:
+                out.write(bytes(self.SIZE))
+        except OSError:   # no space to hold: nothing to give back either
+            self.release()
+
+    def release(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
 
 
 def _sweep_status(trials: list[TrialOutcome]) -> str:

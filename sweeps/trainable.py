@@ -324,6 +324,11 @@ def _prepare_worker(context: TrialContext) -> None:
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # MLflow retries a failing request 7 times over about 4 minutes, and a trial makes dozens:
+    # a store that fails for good (a full disk) would look like a hang for hours. A few seconds
+    # of retries still ride out a busy server; the trial then fails and Tune retries it.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
 
 def thread_count(cpus: float) -> int:

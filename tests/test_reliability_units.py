@@ -188,3 +188,19 @@ def test_trials_logging_one_dataset_at_once_each_get_it_once(tmp_path):
         for run in runs:
             assert len(client.get_run(run).inputs.dataset_inputs) == 1
     assert errors == []
+
+
+# ---- exposure ---------------------------------------------------------------------------------
+def test_the_ray_token_file_is_made_private(tmp_path, monkeypatch, capsys):
+    """`ray get-auth-token --generate` writes it with the umask's 0644: any user could read it."""
+    from sweeps.runner import private_token_file
+
+    token = tmp_path / "auth_token"
+    token.write_text("secret\n")
+    token.chmod(0o644)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+    assert private_token_file() == token
+    assert token.stat().st_mode & 0o777 == 0o600
+    assert "was readable by other users (mode 644); made it 0600" in capsys.readouterr().err
+    private_token_file()   # already private: nothing said
+    assert capsys.readouterr().err == ""
