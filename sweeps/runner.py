@@ -398,7 +398,7 @@ def _run_with_parent(spec: SweepSpec, args: SweepArguments, *, resume: bool, sta
         headroom.release()
         _close_after_error(client, tracking, keys.STATUS_KILLED
                            if isinstance(exc, KeyboardInterrupt) else keys.STATUS_FAILED)
-        _raise_store_failure(exc, uri, sweep)
+        _raise_store_failure(exc, uri, sweep, storage)
         raise
     headroom.release()
     try:
@@ -406,13 +406,13 @@ def _run_with_parent(spec: SweepSpec, args: SweepArguments, *, resume: bool, sta
         finish_parent_run(client, parent, _sweep_status(results.trials))
     except Exception as exc:
         _close_after_error(client, tracking, keys.STATUS_FAILED)
-        _raise_store_failure(exc, uri, sweep)
+        _raise_store_failure(exc, uri, sweep, storage)
         raise
     return results
 
 
-def _raise_store_failure(exc: BaseException, uri: str, sweep: str) -> None:
-    failure = store_failure(exc, uri, sweep)
+def _raise_store_failure(exc: BaseException, uri: str, sweep: str, storage: str) -> None:
+    failure = store_failure(exc, uri, sweep, storage)
     if failure is not None:
         raise failure from exc
 
@@ -438,20 +438,42 @@ class StoreFailed(RuntimeError):
 
 # How the stores word it when the disk under them is full or gone read-only.
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+# A disk with less free space than this (the headroom given back included) counts as full: what
+# fails on a full disk is often a file read back half-written, not the write itself.
+FULL_BELOW = 16 * 2**20
 
 
-def store_failure(exc: BaseException, uri: str, sweep: str) -> StoreFailed | None:
-    """``exc`` as one line naming the store, when the store or its disk is what failed."""
+def store_failure(exc: BaseException, uri: str, sweep: str,
+                  storage: str = "") -> StoreFailed | None:
+    """``exc`` as one line naming the store or the full disk, when that is what failed."""
     import sqlite3
 
     from mlflow.exceptions import MlflowException
 
-    disk = isinstance(exc, OSError) and exc.errno in DISK_ERRORS
-    if not (disk or isinstance(exc, MlflowException | sqlite3.Error)):
+    if isinstance(exc, KeyboardInterrupt):
         return None
+    full = _full_disk([sqlite_path(uri) if is_sqlite(uri) else None,
+                       None if "://" in storage else storage])
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-    return StoreFailed(f"sweep {sweep!r}: the tracking store {uri} failed ({first}); free disk "
-                       f"space or fix the store, then continue with --resume --name {sweep}")
+    if full:
+        what = f"the disk under {full} is full ({type(exc).__name__}: {first})"
+    elif ((isinstance(exc, OSError) and exc.errno in DISK_ERRORS)
+          or isinstance(exc, MlflowException | sqlite3.Error)):
+        what = f"the tracking store {uri} failed ({first})"
+    else:
+        return None
+    return StoreFailed(f"sweep {sweep!r}: {what}; free disk space or fix the store, then "
+                       f"continue with --resume --name {sweep}")
+
+
+def _full_disk(paths: list) -> str | None:
+    import shutil
+
+    for path in filter(None, paths):
+        existing = next((p for p in (Path(path), *Path(path).parents) if p.exists()), None)
+        if existing is not None and shutil.disk_usage(existing).free < FULL_BELOW:
+            return str(existing)
+    return None
 
 
 class Headroom:

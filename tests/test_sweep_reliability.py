@@ -365,3 +365,47 @@ def test_a_second_sweep_of_a_running_name_leaves_the_running_one_alone(tmp_path,
     statuses = [r.info.status for r in child_runs(client, experiment_id,
                                                   parents["live"].info.run_id)]
     assert statuses == ["FINISHED"] * 3, statuses
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 60 MB tmpfs (needs root and permission to mount: skipped elsewhere)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=60m", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_a_disk_that_fills_up_ends_the_sweep_failed_in_one_line(tmp_path, small_disk):
+    """The store and Tune's folder on one disk, filled while trials run: the sweep ends (no
+    hours of retries), exit 1, one line naming the full disk and the resume, the parent FAILED
+    and no run left RUNNING (the headroom the sweep held beside the store pays for that)."""
+    import sqlite3
+
+    spec = {**TINY, "name": "full", "protocol": {"epochs": 3, "batch_size": 64},
+            "storage": "disk/ray_results", "tracking": {"uri": "sqlite:///disk/mlflow.db"}}
+    driver, log, _ = start_driver(tmp_path, spec)
+    try:
+        wait_for_trial_runs(driver, small_disk / "mlflow.db", log, "RUNNING")
+        with open(small_disk / "fill", "wb") as fill:   # until the disk says no
+            with pytest.raises(OSError):
+                while True:
+                    fill.write(bytes(2**20))
+                    fill.flush()
+        assert driver.wait(600) == 1, log.read_text()[-3000:]
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    last = log.read_text().strip().splitlines()[-1]
+    assert last.startswith("hetero sweep: failed: sweep 'full': the disk under ") and \
+        "is full" in last and "--resume --name full" in last, last
+    (small_disk / "fill").unlink()
+    with sqlite3.connect(small_disk / "mlflow.db") as db:
+        statuses = dict(db.execute("SELECT name, status FROM runs").fetchall())
+    assert statuses.pop("full") == "FAILED" and "RUNNING" not in statuses.values(), statuses
