@@ -10,6 +10,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from analysis.compare import Comparison, arm_statistics, compare_to_uniform
+from analysis.errors import AnalysisError
 from analysis.load import Sweep, load_history, load_sweep
 from analysis.pareto import (
     ACC_FLOPS,
@@ -50,6 +51,11 @@ def create_report(*, experiment: str | None = None, parent_run_id: str | None = 
     """Write the report files into ``out_dir`` and return everything computed on the way
     (``.paths``: file name -> path; the verdict, the front, the comparison)."""
     sweep = load_sweep(experiment, parent_run_id=parent_run_id, tracking_uri=tracking_uri)
+    if _candidates(sweep.trials).empty:   # checked before any file is written
+        raise AnalysisError(f"sweep {sweep.name!r}: none of its {len(sweep.trials)} finished "
+                            "trial(s) ran every epoch (a scheduler stopped them early), so no "
+                            "point can be compared; run the sweep to the end (--resume) or "
+                            "without an early-stopping scheduler")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     aggregated = has_repeated_seeds(sweep.trials)

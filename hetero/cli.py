@@ -232,6 +232,9 @@ def cmd_shrink(args: argparse.Namespace) -> int:
     from hetero.data import load_dataset
     from hetero.method import derive
 
+    if args.out and Path(args.out).is_dir():
+        raise CliError(f"--out {args.out} is a folder: pass a file to write the LW-DNA JSON to, "
+                       f"e.g. {Path(args.out) / 'lwdna.json'}")
     spec = _spec(args)
     device = _device(spec.protocol.device)
     _check_model(spec)

@@ -293,10 +293,17 @@ def check_data(name: str, data_dir: str | os.PathLike | None = None, *,
     if name in CIFAR_FOLDERS and not download:
         root = Path(data_dir).expanduser().resolve() if data_dir else _default_data_dir()
         folder = root / CIFAR_FOLDERS[name]
-        if not (folder.is_dir() and any(folder.iterdir())):
+        if (root / "train").is_dir():   # CIFAR as an image folder
+            _check_fixed_size(name, root, _folder_samples(root))
+        elif not (folder.is_dir() and any(folder.iterdir())):
             raise FileNotFoundError(_cifar_missing_message(name, root))
-    elif name in ("imagefolder", "imagenet"):
-        _split_dirs(_require_dir(name, data_dir))
+    elif name == "imagefolder":
+        _inspect_folder(_require_dir(name, data_dir))
+    elif name == "imagenet":   # streamed and resized: only its classes are checked here
+        _folder_samples(_require_dir(name, data_dir))
+    elif name == "tinyimagenet":
+        root = _require_dir(name, data_dir)
+        _check_fixed_size(name, root, _tiny_samples(root))
     elif name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
@@ -461,23 +468,96 @@ def _folder_samples(root: Path):
     classes = _class_names(train_dir)
     if not classes:
         raise _layout_error(root, "train/ has no class subfolders")
-    return classes, _list_images(train_dir, classes, root), _list_images(test_dir, classes, root)
+    train, test = _list_images(train_dir, classes, root), _list_images(test_dir, classes, root)
+    _check_classes(root, classes, {"train": train, test_dir.name: test})
+    return classes, train, test
+
+
+def _check_classes(root: Path, classes: list[str], splits: dict[str, list]) -> None:
+    """Every class has images in every split, and there are two or more: an empty class folder
+    would add a class no image teaches, a class missing from the test split is never scored."""
+    if len(classes) < 2:
+        raise ValueError(f"image folder {root}: one class only ({classes[0]!r}); a classifier "
+                         "needs two or more class subfolders")
+    for split, samples in splits.items():
+        present = {label for _, label in samples}
+        missing = [name for i, name in enumerate(classes) if i not in present]
+        if missing:
+            names = ", ".join(repr(m) for m in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise ValueError(f"image folder {root}: {split}/ has no images of class "
+                             f"{names} ({len(missing)} of {len(classes)}); every class needs "
+                             "images in train/ and in the test split: add them, or remove the "
+                             "class everywhere")
+
+
+GRAYSCALE_MODES = frozenset({"L", "LA", "1", "I", "I;16", "F"})
 
 
 def _inspect_folder(root: Path) -> tuple[int, int, int]:
-    from PIL import Image
+    """(channels, size, classes) of an image folder, decided from every image (headers only):
+    1 channel only when every image is grayscale, one square size or a one-line error."""
+    classes, train, test = _folder_samples(root)
+    profile = _image_headers(root, [p for p, _ in train + test])
+    if not profile["sizes"]:
+        raise _layout_error(root, "it has no readable images in class subfolders")
+    size = _one_square_size(root, profile["sizes"])
+    channels = 1 if set(profile["modes"]) <= GRAYSCALE_MODES else 3
+    return channels, size, len(classes)
 
-    train_dir, _ = _split_dirs(root)
-    classes = _class_names(train_dir)
-    candidates = (p for c in classes for p in _images_in(train_dir / c))
-    for path in candidates:
-        try:
-            with Image.open(path) as img:  # reads the header only
-                channels = 1 if img.mode in ("L", "LA", "1", "I", "I;16") else 3
-                return channels, img.size[1], len(classes)
-        except OSError:  # unreadable: the loader skips it too (with a warning)
-            continue
-    raise _layout_error(root, "train/ has no readable images in class subfolders")
+
+def _one_square_size(root: Path, sizes: dict[str, list]) -> int:
+    """The one square size of a folder's images (``sizes``: "WxH" -> [count, an example])."""
+    if len(sizes) == 1:
+        (shape, _), = sizes.items()
+        width, height = map(int, shape.split("x"))
+        if width == height:
+            return width
+    shown = ", ".join(f"{shape} ({count}, e.g. {Path(example).relative_to(root)})"
+                      for shape, (count, example) in sorted(sizes.items(),
+                                                            key=lambda kv: -kv[1][0])[:3])
+    raise ValueError(f"image folder {root}: the images must all have one square size, found "
+                     f"{shown}: resize them, or use dataset 'imagenet' (resizes while "
+                     "streaming)")
+
+
+def _image_headers(root: Path, paths: list[str]) -> dict:
+    """The modes and sizes of ``paths`` from their headers (no pixel decoded), cached like the
+    decoded tensors: {"modes": [...], "sizes": {"WxH": [count, first path]}}."""
+    import json
+
+    def scan() -> dict:
+        from PIL import Image
+
+        def header(path: str):
+            try:
+                with Image.open(path) as img:
+                    return img.mode, f"{img.size[0]}x{img.size[1]}"
+            except OSError:   # unreadable: the loader skips it (with a warning)
+                return None
+
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            found = list(pool.map(header, paths, chunksize=256))
+        sizes: dict[str, list] = {}
+        for path, got in zip(paths, found, strict=True):
+            if got is not None:
+                sizes.setdefault(got[1], [0, path])[0] += 1
+        return {"modes": sorted({got[0] for got in found if got}), "sizes": sizes}
+
+    key = _cache_key("headers", root, [Path(p) for p in paths])
+    cached = cache_dir() / f"headers-{root.name}-{key}.json"
+    try:
+        return json.loads(cached.read_text())
+    except (OSError, ValueError):
+        pass
+    profile = scan()
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(profile))
+        os.replace(tmp, cached)
+    except OSError:
+        pass   # an unwritable cache costs a rescan, nothing else
+    return profile
 
 
 def _load_imagefolder(root: Path, device) -> TensorImageData:
@@ -578,44 +658,41 @@ def _load_cifar_folder(name: str, root: Path, device) -> TensorImageData:
 
 
 def _load_tinyimagenet(root: Path, device) -> TensorImageData:
+    return _load_fixed_stats("tinyimagenet", root, _tiny_samples(root), device)
+
+
+def _tiny_samples(root: Path):
     if not root.is_dir():
         raise _tiny_error(root, "the folder does not exist")
     if _is_shipped_tiny(root):
-        samples = _tiny_shipped_samples(root)
-    else:
-        try:
-            samples = _folder_samples(root)
-        except FileNotFoundError as err:
-            shipped = TINY_SHIPPED.replace("DIR", str(root))
-            raise FileNotFoundError(f"tinyimagenet: {err}; or {shipped}") from None
-    return _load_fixed_stats("tinyimagenet", root, samples, device)
+        return _tiny_shipped_samples(root)
+    try:
+        return _folder_samples(root)
+    except FileNotFoundError as err:
+        shipped = TINY_SHIPPED.replace("DIR", str(root))
+        raise FileNotFoundError(f"tinyimagenet: {err}; or {shipped}") from None
+
+
+def _check_fixed_size(name: str, root: Path, samples) -> None:
+    """Every readable image of a CIFAR or Tiny-ImageNet folder has the dataset's size."""
+    _, train, test = samples
+    sizes = _image_headers(root, [path for path, _ in train + test])["sizes"]
+    size = DATASET_SHAPES[name][1]
+    wrong = {shape: found for shape, found in sizes.items() if shape != f"{size}x{size}"}
+    if wrong:
+        shape, (count, example) = max(wrong.items(), key=lambda item: item[1][0])
+        raise ValueError(f"{name} images are {size}x{size}, but {count} in {root} are not "
+                         f"({example} is {shape}): use dataset 'imagefolder' for other sizes")
 
 
 def _load_fixed_stats(name: str, root: Path, samples, device) -> TensorImageData:
     channels, size, _ = DATASET_SHAPES[name]
-    _check_image_size(name, [Path(path) for path, _ in samples[1]], size)
+    _check_fixed_size(name, root, samples)
     # The label files decide the val labels: a change to them must invalidate the cache too.
     label_files = [p for p in (root / "wnids.txt", root / "val" / "val_annotations.txt")
                    if p.is_file()]
     return _load_decoded(name, root, samples, channels, size, device,
                          stats=FIXED_STATS_FOLDERS[name], extra_files=label_files)
-
-
-def _check_image_size(name: str, paths: list[Path], size: int) -> None:
-    """The first readable training image must have the dataset's size (unreadable ones are
-    skipped here as the loader skips them, with its warning)."""
-    from PIL import Image
-
-    for path in paths:
-        try:
-            with Image.open(path) as img:  # reads the header only
-                width, height = img.size
-        except OSError:
-            continue
-        if (width, height) != (size, size):
-            raise ValueError(f"{name} images are {size}x{size}, but {path} is {width}x"
-                             f"{height}: use dataset 'imagefolder' for other sizes")
-        return
 
 
 def _fixed_stats_classes(name: str, root: Path) -> list[str]:

@@ -201,6 +201,7 @@ EOF
 
 ensure_packages
 [ -f "$HOME/.ray/auth_token" ] || "$VENV/bin/ray" get-auth-token --generate > /dev/null
+chmod 600 "$HOME/.ray/auth_token"   # ray writes it world-readable
 RAY_PORT=$(free_port $HEAD)
 MLFLOW_PORT=$(free_port $HEAD)
 log "private sshd on $HEAD and $WORKER (ray on the remote PATH:)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from sweeps.tracking import TrackingError
 
@@ -43,10 +44,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "sqlite:///mlflow.db in the current folder)")
     parser.add_argument("--smoke-test", action="store_true",
                         help="shrink the sweep to two 1-epoch lwdna trials + one baseline on "
-                             "digits, to check the setup in a minute")
+                             "digits and the CPU, to check the setup in a minute; the spec's "
+                             "data folders, stores and GPUs are left alone (Tune state in "
+                             "./ray_results, MLflow experiment <experiment>-smoke)")
+    parser.add_argument("--experiment", default=None,
+                        help="MLflow experiment (default: the spec's; <it>-smoke with "
+                             "--smoke-test)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue an interrupted sweep: finished trials are kept, "
-                             "unfinished ones go on from their last checkpoint")
+                        help="continue an interrupted sweep as it was started (its tracking "
+                             "URI, experiment, --smoke-test and spec are kept with it): "
+                             "finished trials are kept, unfinished ones go on from their last "
+                             "checkpoint")
     parser.add_argument("--name", default=None,
                         help="sweep name (Tune experiment folder and MLflow sweep tag); "
                              "default: the spec's name")
@@ -55,14 +63,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace) -> int:
     """``hetero sweep``: a spec or tracking problem raises (``hetero_cli`` prints one line);
     an interrupt says how to resume; a sweep with failed trials exits 1."""
-    from sweeps.runner import SweepInterrupted, run_sweep, sigterm_as_interrupt
+    from sweeps.runner import (
+        StoreFailed,
+        SweepFinished,
+        SweepInterrupted,
+        run_sweep,
+        sigterm_as_interrupt,
+    )
     from sweeps.spec import load_spec
 
     try:
         with sigterm_as_interrupt():
-            spec = load_spec(args.spec)
+            # Checked by run_sweep: a smoke test must not look into the spec's data folders.
+            spec = load_spec(args.spec, check=False)
             results = run_sweep(spec, address=args.address, tracking_uri=args.tracking_uri,
-                                resume=args.resume, name=args.name, smoke_test=args.smoke_test)
+                                resume=args.resume, name=args.name, smoke_test=args.smoke_test,
+                                experiment=args.experiment)
+    except SweepFinished as exc:
+        print(f"hetero sweep: {exc}", file=sys.stderr)
+        return 0
+    except StoreFailed as exc:   # a failed run: exit 1, one line
+        print(f"hetero sweep: failed: {exc}", file=sys.stderr)
+        return 1
     except SweepInterrupted as exc:
         print(f"hetero sweep: interrupted; unfinished trials are marked KILLED and left out of "
               f"results. Continue with: hetero sweep {args.spec} {exc.resume_hint}",
@@ -83,6 +105,9 @@ def export_command(args: argparse.Namespace) -> int:
     from sweeps import keys
     from sweeps.mlmodel import EXTRA_DIR, example_input, load_network, read_extra, test_batch
 
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a folder: pass a file to write, e.g. "
+                         f"{Path(args.out) / ('lwdna.' + args.format)}")
     model, folder = load_network(args.model, args.tracking_uri)
     batch = test_batch(folder, args.batch)
     source = "test images"

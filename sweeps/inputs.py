@@ -66,5 +66,29 @@ def log_dataset(client, run_id: str, data, *, name: str, data_dir: str | None,
     entity = _dataset(name, digest, dataset_source(name, data_dir),
                       dataset_profile(data, fraction))._to_mlflow_entity()
     tags = [InputTag(MLFLOW_DATASET_CONTEXT, CONTEXT_TRAINING)]
-    client.log_inputs(run_id, datasets=[DatasetInput(entity, tags=tags)])
+    _log_inputs_once(client, run_id, [DatasetInput(entity, tags=tags)])
     return digest
+
+
+# How a store words the insert of a row another writer inserted first (SQLite, PostgreSQL,
+# MySQL), as MLflow passes it on, directly or through a server.
+DUPLICATE_ROW = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry",
+                 "IntegrityError")
+
+
+def _log_inputs_once(client, run_id: str, datasets: list, attempts: int = 4) -> None:
+    """``log_inputs``, which tolerates a concurrent insert of the same dataset.
+
+    MLflow looks the dataset up, then inserts it: two trials logging one dataset at the same
+    moment both insert, and the second fails on the unique key. Tried again, the lookup finds
+    the row the other trial wrote, and the run gets its input exactly once.
+    """
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            client.log_inputs(run_id, datasets=datasets)
+            return
+        except MlflowException as exc:
+            if attempt == attempts - 1 or not any(s in str(exc) for s in DUPLICATE_ROW):
+                raise

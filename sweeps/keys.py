@@ -20,6 +20,7 @@ TAG_MODEL_URI = "model_uri"       # the trained network's MLflow model (models:/
 TAG_LATENCY_DEVICE = "latency_device"  # where latency was measured (the trial's device)
 TAG_NOTE = "mlflow.note.content"  # the run's description in the UI (markdown)
 TAG_DATASET_DIGEST = "dataset_digest"  # content digest of the data (also in the run's inputs)
+TAG_SWEEP_ARGS = "sweep_args"     # on the parent: what `hetero sweep` was started with (JSON)
 
 # experiment tag: MLflow 3's UI opens an experiment of this kind on its training-runs table
 # (untagged experiments open on the GenAI overview)

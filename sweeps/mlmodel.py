@@ -2,8 +2,13 @@
 
 The model folder is MLflow's PyTorch flavour (``MLmodel``, the pickled module, a signature and an
 input example) with the LW-DNA's files alongside under ``extra_files/``: the ChannelConfig JSON,
-the training protocol and the whole trial spec. ``hetero run --out`` writes the same folder as a
-sweep's child run logs, so ``mlflow.pytorch.load_model`` reads either.
+the training protocol, the whole trial spec and the weights alone (``weights.pt``, tensors only).
+``hetero run --out`` writes the same folder as a sweep's child run logs, so
+``mlflow.pytorch.load_model`` reads either.
+
+hetero itself never unpickles a module from a folder or a tracking server (a planted pickle runs
+code when loaded): :func:`load_network` rebuilds the network from ``lwdna.json`` and loads
+``weights.pt`` with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ from sweeps import keys
 from sweeps.tracking import no_artifact_progress_bars, resolve_tracking_uri
 
 __all__ = ["rebuild_network", "example_input", "save_network", "log_network", "load_network",
-           "read_extra", "is_model_folder", "test_batch", "run_model_uri", "MODEL_NAME",
-           "EXTRA_DIR"]
+           "rebuild_from_folder", "read_extra", "is_model_folder", "test_batch", "run_model_uri",
+           "MODEL_NAME", "EXTRA_DIR", "WEIGHTS_FILE"]
 
 MODEL_NAME = keys.MODEL_NAME  # runs:/<run_id>/model
 EXTRA_DIR = "extra_files"     # where MLflow puts extra_files inside the model folder
 TRIAL_FILE, PROTOCOL_FILE = "trial.json", "protocol.json"
+WEIGHTS_FILE = "weights.pt"   # the state_dict alone: loaded with weights_only=True
 # Pickle is chosen on purpose (see _flavor_args); MLflow warns about it on every save, which in a
 # sweep is one identical warning per trial.
 logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
@@ -67,13 +73,16 @@ def _pip_requirements() -> list[str]:
             f"torchvision=={torchvision.__version__.split('+')[0]}", f"numpy=={numpy.__version__}"]
 
 
-def _write_extras(folder: Path, config, trial: dict[str, Any]) -> list[str]:
+def _write_extras(folder: Path, model, config, trial: dict[str, Any]) -> list[str]:
+    import torch
+
     files = {keys.ARTIFACT_CONFIG: config.to_json(),
              PROTOCOL_FILE: json.dumps(trial.get("protocol", {}), indent=2),
              TRIAL_FILE: json.dumps(trial, indent=2, default=str)}
     for name, text in files.items():
         (folder / name).write_text(text + "\n", encoding="utf-8")
-    return [str(folder / name) for name in files]
+    torch.save(model.state_dict(), folder / WEIGHTS_FILE)
+    return [str(folder / name) for name in (*files, WEIGHTS_FILE)]
 
 
 def _flavor_args(model, config, trial: dict[str, Any], metadata: dict[str, Any], tmp: Path
@@ -83,7 +92,7 @@ def _flavor_args(model, config, trial: dict[str, Any], metadata: dict[str, Any],
     # and eval modes, fine-tuning, any batch size); it needs hetero importable to load.
     return {"signature": _signature(model, example), "input_example": example,
             "serialization_format": "pickle",
-            "extra_files": _write_extras(tmp, config, trial),
+            "extra_files": _write_extras(tmp, model, config, trial),
             "pip_requirements": _pip_requirements(),
             "metadata": {"family": config.family, "variant": config.variant,
                          "kind": trial.get("kind", "lwdna"), **metadata}}
@@ -147,20 +156,87 @@ def _model_uri(ref: str) -> str:
 
 
 def load_network(ref: str, tracking_uri: str | None = None):
-    """The network (CPU, eval mode) and its folder on disk for a folder, URI or run id."""
-    import mlflow
-    import mlflow.pytorch
+    """The network (CPU, eval mode) and its folder on disk for a folder, URI or run id.
 
-    uri = _model_uri(ref)
-    if not is_model_folder(ref):
-        mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
-    folder = Path(ref) if is_model_folder(ref) else Path(tempfile.mkdtemp(prefix="hetero-model-"))
-    # With dst_path MLflow downloads the model folder there (the extra files included).
-    with no_artifact_progress_bars():
-        model = mlflow.pytorch.load_model(uri if folder != Path(ref) else str(folder),
-                                          dst_path=None if folder == Path(ref) else str(folder),
-                                          map_location="cpu")
-    return model.eval(), _mlmodel_root(folder)
+    Rebuilt from the folder's ``lwdna.json`` with ``weights.pt`` loaded as tensors only: no
+    module is unpickled, whoever wrote the folder or the tracking store it came from.
+    """
+    folder = Path(ref) if is_model_folder(ref) else _download(ref, tracking_uri)
+    return rebuild_from_folder(folder), folder
+
+
+def rebuild_from_folder(folder: Path):
+    """The network of an MLflow model folder hetero wrote, from its config and weights alone."""
+    import pickle
+
+    import torch
+
+    from hetero.config import ChannelConfig
+    from hetero.materialize import materialize
+
+    config, weights = read_extra(folder, keys.ARTIFACT_CONFIG), folder / EXTRA_DIR / WEIGHTS_FILE
+    if config is None or not weights.is_file():
+        raise FileNotFoundError(
+            f"model folder {folder} has no {EXTRA_DIR}/{keys.ARTIFACT_CONFIG} and "
+            f"{EXTRA_DIR}/{WEIGHTS_FILE} (not a hetero network, or one saved by an older "
+            "hetero): hetero loads no pickled module; if you trust where it came from, load it "
+            "with mlflow.pytorch.load_model")
+    try:
+        model = materialize(ChannelConfig.from_json(config))
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    except (pickle.UnpicklingError, RuntimeError, ValueError, KeyError, EOFError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ValueError(f"model folder {folder}: its {WEIGHTS_FILE} and "
+                         f"{keys.ARTIFACT_CONFIG} do not make a network ({first}): pass the "
+                         "folder hetero wrote, unchanged") from None
+    return model.to("cpu").eval()
+
+
+def _download(ref: str, tracking_uri: str | None) -> Path:
+    """The model folder of a run id or a runs:/ or models:/ URI, downloaded to a new folder."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    from sweeps.tracking import check_tracking
+
+    model_uri = _model_uri(ref)
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise FileNotFoundError(f"no MLflow store at {uri}: pass --tracking-uri of the store "
+                                "that holds the run")
+    check_tracking(uri)   # a dead server is one line, not minutes of retries
+    if model_uri.startswith("runs:/"):
+        _check_run_has_model(uri, model_uri.split("/")[1])
+    folder = Path(tempfile.mkdtemp(prefix="hetero-model-"))
+    try:
+        with no_artifact_progress_bars():
+            mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(folder),
+                                                tracking_uri=uri)
+    except (MlflowException, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise FileNotFoundError(f"cannot fetch model {model_uri} from {uri} ({first}): pass a "
+                                "trial's run id, a models:/ URI or a model folder") from None
+    return _mlmodel_root(folder)
+
+
+def _check_run_has_model(uri: str, run_id: str) -> None:
+    """A run id names a trial run that logged its network; say what it is otherwise."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = MlflowClient(uri).get_run(run_id)
+    except MlflowException:
+        raise FileNotFoundError(f"no run {run_id!r} in {uri}: pass a trial's run id (hetero "
+                                "pareto lists them in trials.csv) or --tracking-uri of its "
+                                "store") from None
+    tags = run.data.tags
+    if tags.get(keys.TAG_KIND) == keys.KIND_SWEEP:
+        raise ValueError(f"run {run_id} is the parent run of sweep {tags.get(keys.TAG_SWEEP)!r}"
+                         ", not a trial: pass one of its trial runs")
+    if keys.TAG_MODEL_URI not in tags:
+        raise ValueError(f"run {run_id} ({run.info.status}) logged no network (failed, stopped "
+                         "or `tracking: {models: none}`): pass a finished trial's run id")
 
 
 def _mlmodel_root(folder: Path) -> Path:

@@ -17,19 +17,22 @@ share one MLflow parent run.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from hetero.trial import TrialSpec
 from sweeps import keys
+from sweeps.arguments import SweepArguments, find_record
+from sweeps.lease import held_by, lease, lease_folder
 from sweeps.spec import (
     NAME_PATTERN,
     Range,
@@ -38,6 +41,7 @@ from sweeps.spec import (
     base_config,
     check_dataset,
     check_spec,
+    relative_note,
 )
 from sweeps.spec import smoke_test as make_smoke_spec
 from sweeps.tracking import (
@@ -54,11 +58,15 @@ from sweeps.tracking import (
     mark_child_run,
     open_parent_run,
     resolve_tracking_uri,
+    sqlite_path,
 )
 from sweeps.trainable import TrialContext, thread_count, train_trial, trial_dirname, trial_name
 
-__all__ = ["run_sweep", "SweepResults", "TrialOutcome", "SweepInterrupted", "ray_session",
-           "sigterm_as_interrupt", "cluster_tracking_problem"]
+__all__ = ["run_sweep", "SweepResults", "TrialOutcome", "SweepInterrupted", "SweepFinished",
+           "StoreFailed",
+           "ray_session",
+           "sigterm_as_interrupt", "cluster_tracking_problem", "resource_problem",
+           "private_token_file"]
 
 # Keeps a local Ray from reserving 30 % of the machine's memory for objects we never store.
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
@@ -88,13 +96,23 @@ class TrialOutcome:
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) or SIGTERM stopped the sweep; ``resume_hint`` says how to go on."""
 
-    def __init__(self, sweep: str, outcomes: list[TrialOutcome] | None = None) -> None:
+    def __init__(self, sweep: str, outcomes: list[TrialOutcome] | None = None, *,
+                 hint: str | None = None) -> None:
         super().__init__(sweep)
         self.sweep, self.outcomes = sweep, outcomes or []
+        self.hint = hint
 
     @property
     def resume_hint(self) -> str:
-        return f"--resume --name {self.sweep}"
+        return self.hint or f"--resume --name {self.sweep}"
+
+
+class SweepFinished(Exception):
+    """``--resume`` of a sweep that finished: nothing to do, nothing changed."""
+
+    def __init__(self, sweep: str, parent_run_id: str) -> None:
+        super().__init__(f"sweep {sweep!r} finished already (parent run {parent_run_id}): "
+                         "nothing to resume; run without --resume for a new sweep")
 
 
 @dataclass
@@ -156,11 +174,15 @@ def _last_line(error: str) -> str:
 # ---------------------------------------------------------------------------------- entry point
 def run_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: str | None = None,
               resume: bool = False, name: str | None = None, smoke_test: bool = False,
+              experiment: str | None = None,
               trainable: Callable[..., None] = train_trial) -> SweepResults:
     """Run (or with ``resume`` continue) a sweep; returns its results and prints a summary.
 
     ``address``: None starts a private local Ray; "auto" or "ray://HOST:PORT" joins a cluster.
     A Ray already initialised by the caller is used as it is (and left running).
+    ``resume``: the sweep's own arguments (tracking URI, experiment, ``smoke_test``, spec) are
+    read back from its record; a flag given again must agree with them.
+    ``experiment``: the MLflow experiment (default: the spec's, ``<it>-smoke`` for a smoke test).
     ``trainable``: what each trial runs, ``train_trial(config, context)`` or a wrapper of it
     (the tests inject faults this way).
     """
@@ -168,80 +190,313 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: str 
     # Tune snapshots the experiment whenever a trial has checkpointed num_to_keep times: that
     # keeps --resume exact, so its warning about frequent snapshots is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if smoke_test:
-        spec = make_smoke_spec(spec)
-        check_spec(spec)
-    requested = check_sweep_name(name or spec.name)
-    check_dataset(spec)   # a missing data folder would fail every trial, twice
-    uri = resolve_tracking_uri(tracking_uri or spec.tracking.uri)
-    storage = _storage_path(spec.storage)
-    if resume:   # before any store is opened or anything started: nothing to change yet
-        _check_resumable(storage, requested)
-    check_tracking(uri)   # before anything starts: a dead store would fail every trial
-    sweep = _sweep_name(storage, requested, resume)
-    try:
-        results = _run_tracked(spec, sweep, uri, storage, address=address, resume=resume,
-                               requested=requested, trainable=trainable)
-    except SweepInterrupted:
-        raise
-    except KeyboardInterrupt:
-        raise SweepInterrupted(sweep) from None
+    args, spec, recorded = _arguments(spec, address=address, tracking_uri=tracking_uri,
+                                      resume=resume, name=name, smoke_test=smoke_test,
+                                      experiment=experiment)
+    _check_before_start(spec, args, resume=resume, recorded=recorded)
+    folder = lease_folder(args.storage, args.tracking_uri)
+    requested = args.name
+    live = None if resume else held_by(folder, requested)
+    args = replace(args, name=requested if resume else _sweep_name(args.storage, requested, live))
+    if resume:
+        _refuse_finished(args)   # reads only: a finished sweep's store stays as it is
+    with lease(folder, args.name):
+        if not resume:
+            args.save()
+        # A RUNNING parent of the requested name that no driver holds was left by a dead one.
+        stale = None if resume or live else requested
+        try:
+            results = _run_tracked(spec, args, resume=resume, stale=stale, trainable=trainable)
+        except SweepInterrupted as exc:
+            exc.hint = _resume_hint(args)
+            raise
+        except KeyboardInterrupt:
+            raise SweepInterrupted(args.name, hint=_resume_hint(args)) from None
     results.wall_seconds = time.perf_counter() - start
     print(results.summary(), flush=True)
     return results
 
 
-def _run_tracked(spec: SweepSpec, sweep: str, uri: str, storage: str, *, address: str | None,
-                 resume: bool, requested: str, trainable: Callable[..., None]) -> SweepResults:
+def _arguments(spec: SweepSpec, *, address: str | None, tracking_uri: str | None, resume: bool,
+               name: str | None, smoke_test: bool, experiment: str | None
+               ) -> tuple[SweepArguments, SweepSpec, bool]:
+    """The sweep's arguments, the spec it runs, and whether they come from its record."""
+    if resume:
+        record = _resume_record(spec, name, smoke_test)
+        if record is not None:
+            uri = resolve_tracking_uri(tracking_uri) if tracking_uri else None
+            record.conflicts({"--tracking-uri": uri, "--smoke-test": smoke_test,
+                              "--experiment": experiment})
+            record.check_spec(spec.to_dict(), "the spec given")
+            run_spec = _run_spec(spec, record.smoke_test, record.experiment)
+            return replace(record, address=address or record.address), run_spec, True
+    run_spec = _run_spec(spec, smoke_test, experiment)
+    uri = resolve_tracking_uri(tracking_uri or run_spec.tracking.uri)
+    args = SweepArguments(check_sweep_name(name or run_spec.name), uri, run_spec.experiment,
+                          _storage_path(run_spec.storage), smoke_test, address, spec.to_dict())
+    return args, run_spec, False
+
+
+def _run_spec(spec: SweepSpec, smoke_test: bool, experiment: str | None) -> SweepSpec:
+    """What runs: the spec, or its smoke version; in ``experiment`` when one is given."""
+    if smoke_test:
+        check_spec(spec, read_data=False)   # the spec's own settings, without its data folders
+        spec = make_smoke_spec(spec)
+    if experiment is not None:
+        if not NAME_PATTERN.match(experiment):
+            raise SpecError(f"--experiment {experiment!r} must be letters, digits, '_', '.' or "
+                            "'-': it names the experiment's artifact folder")
+        spec = replace(spec, tracking=replace(spec.tracking, experiment=experiment))
+    return spec
+
+
+def _resume_record(spec: SweepSpec, name: str | None, smoke_test: bool) -> SweepArguments | None:
+    """The record of the sweep to resume: a real one in the spec's storage, a smoke test in the
+    smoke test's (./ray_results)."""
+    smoke = make_smoke_spec(spec)
+    name = check_sweep_name(name or (smoke.name if smoke_test else spec.name))
+    places = [(_storage_path(s.storage), s is smoke) for s in (smoke, spec)]
+    for storage, smoke_record in (places if smoke_test else places[::-1]):
+        record = find_record([storage], name)
+        if record is not None and (record.smoke_test == smoke_record
+                                   or storage == _storage_path(spec.storage)):
+            return record
+    return None
+
+
+def _check_before_start(spec: SweepSpec, args: SweepArguments, *, resume: bool,
+                        recorded: bool) -> None:
+    """Everything a user can fix, checked before Ray, MLflow or any trial starts (and before
+    anything is written): each would otherwise fail every trial, or hang."""
+    check_spec(spec)
+    check_dataset(spec)   # a missing data folder would fail every trial, twice
+    _check_storage(args.storage, spec.storage)
+    if args.address is None:
+        _check_local_resources(spec)
+    if resume and not recorded:   # before any store is opened: nothing to change yet
+        _check_resumable(args.storage, args.name)
+    try:
+        check_tracking(args.tracking_uri)   # a dead store would fail every trial
+    except TrackingError as exc:
+        given = spec.tracking.uri if args.tracking_uri == resolve_tracking_uri(
+            spec.tracking.uri) else None
+        raise TrackingError(f"{exc}{relative_note(given)}") from None
+
+
+def _check_storage(storage: str, given: str) -> None:
+    """Tune's storage folder can be made and written (checked where it first exists)."""
+    if "://" in storage:
+        return
+    path = Path(storage)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        problem = f"{existing} is a file, not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable"
+    else:
+        return
+    raise SpecError(f"storage {given}: {problem}{relative_note(given)}; set storage: to a "
+                    "folder this user can write")
+
+
+def _check_local_resources(spec: SweepSpec) -> None:
+    """A private Ray gets this machine's CPUs and GPUs: a trial asking for more would wait for
+    them forever. (A Ray already up, or a cluster, is checked once joined.)"""
+    import ray
+    import torch
+
+    if ray.is_initialized():
+        return
+    node = {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+    problem = resource_problem(spec, [node], "this machine")
+    if problem:
+        raise SpecError(problem)
+
+
+def _check_cluster_resources(spec: SweepSpec, address: str | None) -> None:
+    import ray
+
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    problem = resource_problem(spec, nodes, "the Ray cluster" if address else "this Ray")
+    if problem:
+        raise SpecError(problem)
+
+
+def resource_problem(spec: SweepSpec, nodes: list[dict[str, float]], where: str) -> str | None:
+    """Why no node of ``nodes`` (Ray resource dicts) can run one trial of ``spec`` (None if one
+    can): Ray would keep such a trial pending forever."""
+    want = spec.resources
+    if any(n.get("CPU", 0) >= want.cpus and n.get("GPU", 0) >= want.gpus for n in nodes):
+        return None
+    gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+    if want.gpus > gpus:
+        has = f"at most {gpus:g} GPU(s) on a node" if gpus else "no GPU"
+        return (f"resources.gpus {want.gpus:g}: {where} has {has}, so a trial would wait for "
+                "one forever; set resources.gpus: 0 and protocol.device: auto (or run "
+                "--smoke-test, which runs on the CPU)")
+    cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+    return (f"resources.cpus {want.cpus:g}: {where} has at most {cpus:g} CPUs on a node (with "
+            f"{want.gpus:g} GPUs), so a trial would wait forever; lower resources.cpus")
+
+
+def _resume_hint(args: SweepArguments) -> str:
+    """The flags that continue the sweep: its name, and what no record keeps (remote storage)."""
+    hint = f"--resume --name {args.name}"
+    if "://" not in args.storage:
+        return hint
+    extra = [f"--tracking-uri {args.tracking_uri}", f"--experiment {args.experiment}",
+             *(["--smoke-test"] if args.smoke_test else [])]
+    return " ".join([hint, *extra])
+
+
+def _refuse_finished(args: SweepArguments) -> None:
+    """``--resume`` of a sweep that finished changes nothing (its parent run keeps its end)."""
+    from sweeps.tracking import parent_run
+
+    run = parent_run(args.tracking_uri, args.experiment, args.name)
+    if run is not None and run.info.status == keys.STATUS_FINISHED:
+        raise SweepFinished(args.name, run.info.run_id)
+
+
+def _run_tracked(spec: SweepSpec, args: SweepArguments, *, resume: bool, stale: str | None,
+                 trainable: Callable[..., None]) -> SweepResults:
     # Ray first: whether the tracking URI reaches every node is known only once Ray is up, and
     # a URI that does not must be refused before any run is recorded.
-    with ray_session(address) as ray_seconds:
-        _check_cluster_tracking(uri, address)
-        results = _run_with_parent(spec, sweep, uri, storage, address=address, resume=resume,
-                                   requested=requested, trainable=trainable)
+    with ray_session(args.address) as ray_seconds:
+        _check_cluster_tracking(args.tracking_uri, args.address)
+        _check_cluster_resources(spec, args.address)
+        results = _run_with_parent(spec, args, resume=resume, stale=stale, trainable=trainable)
     results.ray_seconds = ray_seconds
     return results
 
 
-def _run_with_parent(spec: SweepSpec, sweep: str, uri: str, storage: str, *,
-                     address: str | None, resume: bool, requested: str,
+def _run_with_parent(spec: SweepSpec, args: SweepArguments, *, resume: bool, stale: str | None,
                      trainable: Callable[..., None]) -> SweepResults:
     from mlflow import MlflowClient
 
+    uri, sweep, storage = args.tracking_uri, args.name, args.storage
     client = MlflowClient(uri)
     location = artifact_location(uri, spec.experiment)
     experiment_id = ensure_experiment(client, spec.experiment, location)
-    if not resume:
-        close_stale_runs(client, experiment_id, requested)
-    parent = open_parent_run(client, experiment_id, sweep=sweep, spec=spec, resume=resume)
+    if stale is not None:
+        close_stale_runs(client, experiment_id, stale)
+    parent = open_parent_run(client, experiment_id, sweep=sweep, spec=spec, resume=resume,
+                             tags={keys.TAG_SWEEP_ARGS: args.tag()})
     tracking = TrialTracking(uri, experiment_id, parent, sweep)
     results = SweepResults(sweep, spec.experiment, parent, uri, f"{storage}/{sweep}")
+    headroom = Headroom(uri, sweep)
     try:
-        with _trial_tracking_uri(uri, spec, address) as trial_uri:
+        with _trial_tracking_uri(uri, spec, args.address) as trial_uri:
             context = _context(spec, tracking, trial_uri, storage)
             results.trials, results.tune_seconds = _run_experiments(spec, context, storage,
                                                                     resume, trainable)
-        _reconcile(client, tracking, results.trials)
     except SweepInterrupted as exc:
-        _reconcile(client, tracking, exc.outcomes)
-        finish_parent_run(client, parent, keys.STATUS_KILLED)
+        headroom.release()
+        _close_after_error(client, tracking, keys.STATUS_KILLED, exc.outcomes)
         raise
     except BaseException as exc:
+        headroom.release()
         _close_after_error(client, tracking, keys.STATUS_KILLED
                            if isinstance(exc, KeyboardInterrupt) else keys.STATUS_FAILED)
+        _raise_store_failure(exc, uri, sweep, storage)
         raise
-    finish_parent_run(client, parent, _sweep_status(results.trials))
+    headroom.release()
+    try:
+        _reconcile(client, tracking, results.trials)
+        finish_parent_run(client, parent, _sweep_status(results.trials))
+    except Exception as exc:
+        _close_after_error(client, tracking, keys.STATUS_FAILED)
+        _raise_store_failure(exc, uri, sweep, storage)
+        raise
     return results
 
 
-def _close_after_error(client, tracking: TrialTracking, status: str) -> None:
+def _raise_store_failure(exc: BaseException, uri: str, sweep: str, storage: str) -> None:
+    failure = store_failure(exc, uri, sweep, storage)
+    if failure is not None:
+        raise failure from exc
+
+
+def _close_after_error(client, tracking: TrialTracking, status: str,
+                       outcomes: list[TrialOutcome] = ()) -> None:
     # Best effort: the store itself may be what failed, and the original error must surface.
+    # A parent left RUNNING here is no driver's: the next sweep of the name, or --resume,
+    # finds it so (its lease is free).
     try:
-        _reconcile(client, tracking, [])
+        _reconcile(client, tracking, list(outcomes))
         finish_parent_run(client, tracking.parent_run_id, status)
     except Exception as exc:
-        print(f"warning: could not mark sweep {tracking.sweep!r} {status} in MLflow: {exc}",
-              file=sys.stderr, flush=True)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        print(f"warning: could not mark sweep {tracking.sweep!r} {status} in MLflow ({first}); "
+              f"`--resume --name {tracking.sweep}` will", file=sys.stderr, flush=True)
+
+
+class StoreFailed(RuntimeError):
+    """The tracking store (or the disk under it) failed while the sweep ran: the sweep ended
+    FAILED; the message names the store and how to go on."""
+
+
+# How the stores word it when the disk under them is full or gone read-only.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+# A disk with less free space than this (the headroom given back included) counts as full: what
+# fails on a full disk is often a file read back half-written, not the write itself.
+FULL_BELOW = 16 * 2**20
+
+
+def store_failure(exc: BaseException, uri: str, sweep: str,
+                  storage: str = "") -> StoreFailed | None:
+    """``exc`` as one line naming the store or the full disk, when that is what failed."""
+    import sqlite3
+
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, KeyboardInterrupt):
+        return None
+    full = _full_disk([sqlite_path(uri) if is_sqlite(uri) else None,
+                       None if "://" in storage else storage])
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    if full:
+        what = f"the disk under {full} is full ({type(exc).__name__}: {first})"
+    elif ((isinstance(exc, OSError) and exc.errno in DISK_ERRORS)
+          or isinstance(exc, MlflowException | sqlite3.Error)):
+        what = f"the tracking store {uri} failed ({first})"
+    else:
+        return None
+    return StoreFailed(f"sweep {sweep!r}: {what}; free disk space or fix the store, then "
+                       f"continue with --resume --name {sweep}")
+
+
+def _full_disk(paths: list) -> str | None:
+    import shutil
+
+    for path in filter(None, paths):
+        existing = next((p for p in (Path(path), *Path(path).parents) if p.exists()), None)
+        if existing is not None and shutil.disk_usage(existing).free < FULL_BELOW:
+            return str(existing)
+    return None
+
+
+class Headroom:
+    """A little disk space held beside an SQLite store while the sweep runs, and given back for
+    its last writes: on a disk that filled up meanwhile, the sweep can still mark its parent
+    and trial runs KILLED or FAILED instead of leaving them RUNNING."""
+
+    SIZE = 4 * 2**20
+
+    def __init__(self, uri: str, sweep: str) -> None:
+        self.path = sqlite_path(uri).parent / f".{sweep}.headroom" if is_sqlite(uri) else None
+        if self.path is None:
+            return
+        try:
+            with open(self.path, "wb") as out:
+                out.write(bytes(self.SIZE))
+        except OSError:   # no space to hold: nothing to give back either
+            self.release()
+
+    def release(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
 
 
 def _sweep_status(trials: list[TrialOutcome]) -> str:
@@ -270,15 +525,17 @@ def _check_resumable(storage: str, sweep: str) -> None:
                                 "; run without --resume (or check --name and the spec's storage)")
 
 
-def _sweep_name(storage: str, requested: str, resume: bool) -> str:
-    """The Tune experiment / MLflow sweep name: a fresh run never reuses an old folder."""
+def _sweep_name(storage: str, requested: str, live: str | None) -> str:
+    """The Tune experiment / MLflow sweep name of a fresh run: never an old folder's, nor the
+    name a live sweep holds (``live``: who holds it)."""
     taken = "://" not in storage and any(
         Path(storage, n).exists() for n in (requested, f"{requested}-baselines"))
-    if resume or not taken:
+    if not taken and live is None:
         return requested
     stamped = f"{requested}-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"{storage}/{requested} exists (resume it with --resume --name {requested}); "
-          f"this run is named {stamped}", flush=True)
+    why = (f"sweep {requested} is running ({live})" if live else
+           f"{storage}/{requested} exists (resume it with --resume --name {requested})")
+    print(f"{why}; this run is named {stamped}", flush=True)
     return stamped
 
 
@@ -361,6 +618,7 @@ def ray_session(address: str | None = None, **init_kwargs: Any) -> Iterator[floa
             init_kwargs = {"address": address, **init_kwargs}
         start = time.perf_counter()
         ray.init(**init_kwargs)
+        private_token_file()   # a local Ray may just have generated it
         try:
             # ray.init installs a handler that aborts the driver on SIGTERM: take it back, so
             # that SIGTERM unwinds like Ctrl-C (runs KILLED, Ray and the server stopped).
@@ -423,7 +681,27 @@ def _token_auth_for_clusters() -> None:
         maybe_enable_token_auth_if_token_available,
     )
 
+    private_token_file()
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def private_token_file() -> Path | None:
+    """Make the Ray token file readable by its owner only (0600); returns it if it exists.
+
+    ``ray get-auth-token --generate`` writes it with the umask's mode (0644: any user of the
+    machine could read the token, and join or run code on the cluster), and ``ray up`` copies it
+    to every node as it is.
+    """
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None
+    if mode & 0o077:
+        path.chmod(0o600)
+        print(f"note: {path} was readable by other users (mode {mode:o}); made it 0600",
+              file=sys.stderr, flush=True)
+    return path
 
 
 def _local_node_ip() -> dict[str, str]:
@@ -592,17 +870,19 @@ def _outcomes(grid, epochs: int) -> list[TrialOutcome]:
     state = ExperimentAnalysis(grid.experiment_path, storage_filesystem=grid.filesystem)
     saved = {t.trial_id: t.status for t in state.trials}
     trials = grid._experiment_analysis.trials
-    return [_outcome(result, epochs, trial.trial_id, saved.get(trial.trial_id, "PENDING"))
+    return [_outcome(result, epochs, trial, saved.get(trial.trial_id, "PENDING"))
             for result, trial in zip(grid, trials, strict=True)]
 
 
-def _outcome(result, epochs: int, trial_id: str, status: str) -> TrialOutcome:
+def _outcome(result, epochs: int, trial, status: str) -> TrialOutcome:
     metrics = dict(result.metrics or {})
+    # A trial that never reported (Ctrl-C before its first epoch) has no result config.
+    config = result.config or trial.config or {}
     error = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
     interrupted = error is None and status not in ("TERMINATED", "ERROR")
     early = (error is None and not interrupted
              and int(metrics.get(keys.METRIC_EPOCH, epochs)) < epochs)
-    return TrialOutcome(trial_id, dict(result.config.get("hp", {})), metrics, error, early,
+    return TrialOutcome(trial.trial_id, dict(config.get("hp", {})), metrics, error, early,
                         interrupted)
 
 

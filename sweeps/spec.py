@@ -259,7 +259,16 @@ Validator = Callable[[str, Any], Any]
 
 
 def _fail(path: str, accepted: str, value: Any) -> SpecError:
-    return SpecError(f"{path} must be {accepted}, got {value!r}")
+    return SpecError(f"{path} must be {accepted}, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """The value as the error shows it: cut short, so one error is one readable line."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict, short.maxstring = 3, 8, 8, 60
+    return short.repr(value)
 
 
 def _number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
@@ -588,6 +597,10 @@ def _check_combined(spec: SweepSpec) -> None:
     if spec.scheduler.type == "asha" and spec.scheduler.grace_period > epochs:
         raise _fail("scheduler.grace_period", f"an integer in [1, {epochs}] (protocol.epochs)",
                     spec.scheduler.grace_period)
+    if spec.protocol.device.startswith("cuda") and spec.resources.gpus == 0:
+        raise SpecError(f"protocol.device {spec.protocol.device} needs resources.gpus > 0: Ray "
+                        "shows a trial only the GPUs it asks for; set resources.gpus, or "
+                        "protocol.device: auto")
     search = spec.search
     if search.type == "grid" and search.num_samples != 1:
         raise SpecError("search.num_samples applies to random and optuna only; grid runs every "
@@ -628,11 +641,21 @@ def load_spec(path: str | os.PathLike, *, check: bool = True) -> SweepSpec:
 
 
 # ---------------------------------------------------------------------------------- hetero checks
-def check_spec(spec: SweepSpec) -> None:
-    """Ask hetero: do the dataset, model and criteria exist, and is every target reachable?"""
-    base = base_config(spec)
+def check_spec(spec: SweepSpec, *, read_data: bool = True) -> None:
+    """Ask hetero: do the dataset, model and criteria exist, and is every target reachable?
+
+    ``read_data=False`` (a smoke test, which must not touch the spec's data folders) takes the
+    dataset's nominal shape instead of its folder's, and leaves out the reachability check of a
+    dataset that has none (``imagefolder``).
+    """
+    from hetero.dataset_info import DATASET_SHAPES
     from hetero.importance import list_criteria
 
+    if read_data:
+        base = base_config(spec)
+    else:
+        nominal = DATASET_SHAPES.get(spec.dataset.name)
+        base = base_config(spec, shape=nominal) if nominal else None
     known = list_criteria()
     paths = ["space", *(f"ablations[{i}]" for i in range(len(spec.ablations)))]
     for path, space in zip(paths, spec.spaces, strict=True):
@@ -640,7 +663,7 @@ def check_spec(spec: SweepSpec) -> None:
             if criterion not in known:
                 raise _fail(f"{path}.criteria[{i}]", "one of " + ", ".join(known), criterion)
     unreachable = [problem for space in spec.spaces for problem in _unreachable(space, base)
-                   if problem]
+                   if problem] if base is not None else []
     unreachable = list(dict.fromkeys(unreachable))
     if unreachable:
         raise SpecError("unreachable combinations (the per-layer floors keep the network "
@@ -657,16 +680,28 @@ def check_dataset(spec: SweepSpec) -> None:
     try:
         check_data(spec.dataset.name, spec.dataset.data_dir, download=spec.dataset.download)
     except (ValueError, FileNotFoundError) as exc:
-        raise SpecError(f"dataset: {exc}") from None
+        raise SpecError(f"dataset: {exc}{relative_note(spec.dataset.data_dir)}") from None
 
 
-def base_config(spec: SweepSpec):
-    """The width-1.0 uniform ChannelConfig of the spec's model for its dataset."""
+def relative_note(path: str | None) -> str:
+    """What an error about a path from a spec adds when the path was relative: the base it was
+    resolved against. The one rule for every path in a spec (``data_dir``, ``storage``, an
+    SQLite ``tracking.uri``): relative to the current folder, as a path given as a flag."""
+    if not path or ("://" in path and not path.startswith("sqlite:///")):
+        return ""
+    if os.path.isabs(os.path.expanduser(path.removeprefix("sqlite:///"))):
+        return ""
+    return f" (relative paths in a spec are resolved against the current folder, {os.getcwd()})"
+
+
+def base_config(spec: SweepSpec, shape: tuple[int, int, int] | None = None):
+    """The width-1.0 uniform ChannelConfig of the spec's model for its dataset (for ``shape``,
+    (channels, size, classes), instead of the dataset's own when given)."""
     from hetero.data import dataset_shape
     from hetero.method import TrialSpec, base_config_for
 
     try:
-        shape = dataset_shape(spec.dataset.name, spec.dataset.data_dir)
+        shape = shape or dataset_shape(spec.dataset.name, spec.dataset.data_dir)
     except (ValueError, FileNotFoundError) as exc:
         raise SpecError(f"dataset: {exc}") from None
     trial = TrialSpec(model=spec.model.name, variant=spec.model.variant,
@@ -702,10 +737,18 @@ def _unreachable(space, base) -> list[str]:
 
 # ---------------------------------------------------------------------------------- smoke test
 SMOKE_DATA_FRACTION = 0.25
+SMOKE_STORAGE = SweepSpec.storage   # the default: ./ray_results
+SMOKE_SUFFIX = "-smoke"
 
 
 def smoke_test(spec: SweepSpec) -> SweepSpec:
-    """The same sweep shrunk to two one-epoch lwdna trials and one baseline on digits."""
+    """The same sweep shrunk to two one-epoch lwdna trials and one baseline on digits.
+
+    It touches none of the spec's data folders, stores or GPU settings, so that it checks a
+    spec for a cluster on a laptop: digits, the CPU, Tune state in ./ray_results, and MLflow
+    experiment ``<experiment>-smoke`` in the default store (``--tracking-uri`` may name another),
+    so that the smoke sweep never mixes with the real one.
+    """
     space = spec.space
     targets = tuple(sorted(space.targets)[-2:])
     seeds = space.seeds[:1] if len(targets) == 2 else (space.seeds[0], space.seeds[0] + 1)
@@ -722,8 +765,10 @@ def smoke_test(spec: SweepSpec) -> SweepSpec:
                                               _changed(space, ablation).items()
                                               if k not in ("data_fractions", "seeds")})
                       for ablation in spec.ablations)
+    tracking = replace(spec.tracking, uri=None, experiment=f"{spec.experiment}{SMOKE_SUFFIX}")
     return replace(
-        spec, name=f"{spec.name}-smoke", dataset=DatasetSpec("digits"), protocol=protocol,
-        space=small_space, ablations=ablations, baselines=(1.0,), search=search,
-        scheduler=SchedulerSpec(),
-        resources=ResourceSpec(cpus=1.0, gpus=0.0, max_concurrent=2))
+        spec, name=f"{spec.name}{SMOKE_SUFFIX}", dataset=DatasetSpec("digits"),
+        protocol=protocol, space=small_space, ablations=ablations, baselines=(1.0,),
+        search=search, scheduler=SchedulerSpec(),
+        resources=ResourceSpec(cpus=1.0, gpus=0.0, max_concurrent=2),
+        tracking=tracking, storage=SMOKE_STORAGE)

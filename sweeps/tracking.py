@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["TrackingError", "TrialTracking", "TrialRun", "default_tracking_uri",
            "resolve_tracking_uri", "is_sqlite", "sqlite_path", "check_tracking",
            "artifact_location", "ensure_experiment", "sweep_description", "open_parent_run",
-           "finish_parent_run", "find_child_run", "child_runs", "mark_child_run", "git_commit",
+           "finish_parent_run", "parent_run", "find_child_run", "child_runs", "mark_child_run", "git_commit",
            "is_loopback_uri", "close_stale_runs", "tracking_uri_problem",
            "no_artifact_progress_bars"]
 
@@ -213,6 +213,18 @@ def _find_parent_run(client, experiment_id: str, sweep: str):
     return found[0] if found else None
 
 
+def parent_run(uri: str, experiment: str, sweep: str):
+    """The latest parent run of ``sweep`` at ``uri``, read without changing anything (None when
+    the store, the experiment or the run does not exist)."""
+    from mlflow import MlflowClient
+
+    if is_sqlite(uri) and not sqlite_path(uri).is_file():
+        return None
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    return None if found is None else _find_parent_run(client, found.experiment_id, sweep)
+
+
 def open_parent_run(client, experiment_id: str, *, sweep: str, spec: SweepSpec, resume: bool,
                     tags: dict[str, str] | None = None) -> str:
     """The sweep's parent run: reused on resume, created otherwise (spec logged as a YAML
@@ -323,6 +335,13 @@ class TrialRun:
         self.logged_keys = set(data.metrics) if data else set()
         self.logged_through = int(data.metrics.get(keys.METRIC_EPOCH, 0)) if data else 0
         self.previous_tags = dict(data.tags) if data else {}
+        self.previous_metrics = dict(data.metrics) if data else {}
+        self.written: set[tuple[str, int]] = set()   # (key, step) logged by this attempt
+        # An earlier attempt finished the run (metrics, model, FINISHED) and died before Tune
+        # took its last report: nothing is left to train or to log.
+        self.finished_before = (previous is not None
+                                and previous.info.status == keys.STATUS_FINISHED
+                                and self.previous_tags.get(keys.TAG_STOPPED_EARLY) != "true")
 
     @classmethod
     def open(cls, tracking: TrialTracking, trial_id: str, *, run_name: str,
@@ -335,8 +354,10 @@ class TrialRun:
         client = MlflowClient(tracking.uri)
         existing = find_child_run(client, tracking, trial_id)
         if existing is not None:
-            client.update_run(existing.info.run_id, status=keys.STATUS_RUNNING)
-            return cls(client, existing.info.run_id, time.perf_counter() - start, existing)
+            run = cls(client, existing.info.run_id, time.perf_counter() - start, existing)
+            if not run.finished_before:
+                client.update_run(existing.info.run_id, status=keys.STATUS_RUNNING)
+            return run
         run_tags = {**tags, keys.TAG_TRIAL_ID: trial_id, keys.TAG_SWEEP: tracking.sweep,
                     keys.TAG_PARENT_RUN_ID: tracking.parent_run_id}
         run = client.create_run(tracking.experiment_id, run_name=run_name, tags=run_tags)
@@ -355,12 +376,15 @@ class TrialRun:
                  if _is_number(v) and not self._already_logged(k, step)]
         if batch:
             self.client.log_batch(self.run_id, metrics=batch)
+            self.written.update((m.key, step) for m in batch)
         self.seconds += time.perf_counter() - start
 
     def _already_logged(self, key: str, step: int) -> bool:
-        # Per-epoch keys are logged at every step up to logged_through; final-only keys only at
-        # the last one: either way a key seen before and a step not past it is a duplicate.
-        return step <= self.logged_through and key in self.logged_keys
+        # One row per (key, step), the first written: per-epoch keys are logged at every step up
+        # to logged_through, final-only keys only at the last one, so a key an earlier attempt
+        # logged and a step not past it is a duplicate; so is one this attempt logged already.
+        return (key, step) in self.written or (step <= self.logged_through
+                                               and key in self.logged_keys)
 
     def fail(self, message: str) -> None:
         """Close the run FAILED with the reason as a tag (shown in the UI, read by a retry)."""
@@ -382,7 +406,7 @@ class TrialRun:
         self.client.log_figure(self.run_id, width_figure(result), keys.ARTIFACT_WIDTH_PLOT)
         # One more small call so the total includes the artifacts (the rest is milliseconds).
         self.seconds += time.perf_counter() - start
-        self.client.log_metric(self.run_id, keys.METRIC_TRACKING_SECONDS, self.seconds, step=step)
+        self.log_metrics({keys.METRIC_TRACKING_SECONDS: self.seconds}, step)
         self.client.set_terminated(self.run_id, keys.STATUS_FINISHED)
 
     def end(self, status: str, *, stopped_early: bool = False) -> None:

@@ -188,8 +188,13 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     _prepare_worker(context)
     spec = trial_spec(context, config["hp"])
     run = _open_run(context, config["hp"], spec)
-    _fail_again_if_diverged(run)
     reporter = EpochReporter(run, context, spec)
+    if run.finished_before:
+        # An earlier attempt logged everything and died before Tune took its last report (a
+        # resume, a retry): report what the run holds, train and log nothing again.
+        reporter.report({**run.previous_metrics, keys.METRIC_EPOCH: spec.protocol.epochs}, None)
+        return
+    _fail_again_if_diverged(run)
     restored = _restored_checkpoint()
     try:
         data = _load_data(spec)
@@ -257,7 +262,7 @@ def _trained_outputs(context: TrialContext, run: TrialRun, spec, result,
 
     model = rebuild_network(checkpoint["config"], checkpoint["trainer"])
     metrics = _latency(model, result.config, spec, context.latency_batch, run)
-    if context.log_models:
+    if context.log_models and keys.TAG_MODEL_URI not in run.previous_tags:  # logged once
         start = time.perf_counter()
         _log_model(context, run, spec, result, model)
         run.seconds += time.perf_counter() - start
@@ -328,6 +333,11 @@ def _prepare_worker(context: TrialContext) -> None:
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # MLflow retries a failing request 7 times over about 4 minutes, and a trial makes dozens:
+    # a store that fails for good (a full disk) would look like a hang for hours. A few seconds
+    # of retries still ride out a busy server; the trial then fails and Tune retries it.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
 
 def thread_count(cpus: float) -> int:

@@ -104,3 +104,30 @@ def _worse_after_the_first(config, context, *, kind: str, marker_dir: str) -> No
 def worse_after_the_first(kind: str, marker_dir: Path):
     by_value()
     return partial(_worse_after_the_first, kind=kind, marker_dir=str(marker_dir))
+
+
+def _lose_the_last_report(config, context, *, kind: str, marker_dir: str) -> None:
+    """The first attempt of ``kind`` trials dies at its last report, after its MLflow run is
+    complete (metrics, model, FINISHED) and before Tune takes the report: what a Ctrl-C or a
+    lost worker at that moment leaves. The retry must log nothing twice."""
+    from ray import tune
+
+    marker = Path(marker_dir) / tune.get_context().get_trial_id()
+    if config["hp"]["kind"] != kind or marker.exists():
+        return train_trial(config, context)
+
+    def die_at_the_last(real_report):
+        def report(metrics, *args, **kwargs):
+            if keys.METRIC_TRIAL_SECONDS in metrics:   # only the last report carries it
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+                raise RuntimeError("injected failure before Tune took the last report")
+            return real_report(metrics, *args, **kwargs)
+        return report
+
+    return _train_reporting_through(die_at_the_last, config, context)
+
+
+def lose_the_last_report(kind: str, marker_dir: Path):
+    by_value()
+    return partial(_lose_the_last_report, kind=kind, marker_dir=str(marker_dir))

@@ -130,3 +130,30 @@ def wait_until_gone(pids, seconds: float) -> list[int]:
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.5)
     return [p for p in pids if alive(p)]
+
+
+def logged_models(client, experiment_id: str, run_id: str) -> list:
+    """The MLflow models a run logged."""
+    return list(client.search_logged_models(experiment_ids=[experiment_id],
+                                            filter_string=f"source_run_id = '{run_id}'"))
+
+
+def duplicate_rows(client, run) -> dict[str, list[int]]:
+    """Metric keys of ``run`` logged more than once at one step: key -> steps."""
+    found = {}
+    for key in run.data.metrics:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        if len(steps) != len(set(steps)):
+            found[key] = steps
+    return found
+
+
+def wait_for_log(driver: subprocess.Popen, log: Path, text: str, seconds: float = 300) -> None:
+    """Until the driver's log holds ``text``; fails if the driver ends first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if text in log.read_text():
+            return
+        assert driver.poll() is None, f"driver ended early:\n{log.read_text()[-3000:]}"
+        time.sleep(0.1)
+    pytest.fail(f"no {text!r} within {seconds:g} s:\n{log.read_text()[-3000:]}")

@@ -8,6 +8,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pytest
 import torch
+from _data_cases import BAD_FOLDERS, bad_folder, image
 from PIL import Image
 
 from hetero.data import check_data, dataset_shape, load_dataset
@@ -109,3 +110,97 @@ def test_check_data_accepts_good_folders(tmp_path):
     check_data("digits")
     check_data("imagefolder", write_folder(tmp_path / "pets"))
     check_data("cifar10", tmp_path / "nowhere_yet", download=True)  # torchvision makes it
+
+
+# The class of folders a user brings by mistake (tests/_data_cases.py): each decided from the
+# whole folder, before a sweep starts (check_data), and the same when a trial loads it.
+@pytest.mark.parametrize("case, needle", BAD_FOLDERS, ids=[c for c, _ in BAD_FOLDERS])
+def test_a_bad_image_folder_is_refused_in_one_line_before_and_at_load(tmp_path, monkeypatch,
+                                                                      case, needle):
+    monkeypatch.setenv("HETERO_CACHE", str(tmp_path / "cache"))
+    root = bad_folder(tmp_path / "pets", case)
+    for check in (lambda: check_data("imagefolder", root),
+                  lambda: load_dataset("imagefolder", root)):
+        with pytest.raises((ValueError, FileNotFoundError)) as info:
+            check()
+        assert needle in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("first", ["L", "RGB"])
+def test_channels_come_from_every_image_not_the_first(tmp_path, monkeypatch, first):
+    """An RGB folder whose first image is grayscale stays RGB; an all-grayscale one is 1
+    channel."""
+    monkeypatch.setenv("HETERO_CACHE", str(tmp_path / "cache"))
+    root = bad_folder(tmp_path / "pets", "good")
+    for path in sorted(root.rglob("*.png")):
+        image(path, mode="L")
+    image(root / "train" / "cat" / "0.png", mode=first)   # the first image of the folder
+    channels = 1 if first == "L" else 3
+    assert dataset_shape("imagefolder", root) == (channels, 8, 2)
+    assert load_dataset("imagefolder", root).in_channels == channels
+
+
+def test_a_cifar_folder_with_one_image_of_another_size_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("HETERO_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "cifar"
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            image(root / split / name / "0.png", size=(32, 32))
+    image(root / "test" / "dog" / "1.png", size=(28, 28))   # not the first one
+    with pytest.raises(ValueError, match=r"cifar10 images are 32x32, but 1 in .* are not "
+                                         r"\(.*1.png is 28x28\)"):
+        check_data("cifar10", root)
+
+
+# ---- tracking ---------------------------------------------------------------------------------
+def test_trials_logging_one_dataset_at_once_each_get_it_once(tmp_path):
+    """MLflow looks a dataset up, then inserts it: trials starting together used to fail on
+    the unique key (`UNIQUE constraint failed: datasets`). Four threads log one new dataset at
+    the same instant, fifteen times, into a real SQLite store."""
+    import threading
+
+    from mlflow import MlflowClient
+
+    from sweeps.inputs import log_dataset
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    data = load_dataset("digits", fraction=0.1)
+    errors: list[str] = []
+    for round_ in range(15):
+        experiment = client.create_experiment(f"e{round_}")   # the dataset is new each round
+        runs = [client.create_run(experiment).info.run_id for _ in range(4)]
+        start = threading.Barrier(len(runs))
+
+        def log(run_id: str, start: threading.Barrier = start) -> None:
+            own = MlflowClient(uri)
+            start.wait()
+            try:
+                log_dataset(own, run_id, data, name="digits", data_dir=None, fraction=0.1)
+            except Exception as exc:  # noqa: BLE001 (any failure is what the test counts)
+                errors.append(str(exc)[:200])
+
+        threads = [threading.Thread(target=log, args=(run,)) for run in runs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for run in runs:
+            assert len(client.get_run(run).inputs.dataset_inputs) == 1
+    assert errors == []
+
+
+# ---- exposure ---------------------------------------------------------------------------------
+def test_the_ray_token_file_is_made_private(tmp_path, monkeypatch, capsys):
+    """`ray get-auth-token --generate` writes it with the umask's 0644: any user could read it."""
+    from sweeps.runner import private_token_file
+
+    token = tmp_path / "auth_token"
+    token.write_text("secret\n")
+    token.chmod(0o644)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+    assert private_token_file() == token
+    assert token.stat().st_mode & 0o777 == 0o600
+    assert "was readable by other users (mode 644); made it 0600" in capsys.readouterr().err
+    private_token_file()   # already private: nothing said
+    assert capsys.readouterr().err == ""

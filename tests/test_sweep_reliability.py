@@ -16,13 +16,16 @@ import sys
 import _sweeps
 import pytest
 import yaml
-from _injected import diverging
+from _injected import diverging, lose_the_last_report
 from _sweeps import (
     TINY,
     child_runs,
     descendants,
+    duplicate_rows,
+    logged_models,
     parent_runs,
     start_driver,
+    wait_for_log,
     wait_for_trial_runs,
     wait_until_gone,
 )
@@ -222,3 +225,187 @@ def test_sigterm_marks_the_sweep_killed_and_stops_its_ray_and_mlflow_server(tmp_
     assert parent.info.status == "KILLED"
     statuses = [r.info.status for r in child_runs(client, experiment_id, parent.info.run_id)]
     assert "RUNNING" not in statuses and "KILLED" in statuses, statuses
+
+
+def resume_command(log_text: str) -> list[str]:
+    """The command the interrupted driver printed, as this interpreter runs it."""
+    line = next(line for line in log_text.splitlines() if "Continue with: hetero " in line)
+    return [sys.executable, "-m", "hetero_cli", *line.split("Continue with: hetero ")[1].split()]
+
+
+def test_resume_of_an_interrupted_smoke_test_with_its_own_store_needs_only_the_name(tmp_path):
+    """The printed command (`--resume --name NAME`) continues the sweep as it was started:
+    the --tracking-uri store (no second store), the smoke test's 1-epoch trials (params true),
+    each trial finished once with one model and one row per step; a second resume changes
+    nothing. The spec names data, stores and GPUs this machine lacks: a smoke test touches
+    none of them."""
+    from mlflow import MlflowClient
+
+    (tmp_path / "blocker").write_text("a file where the spec's storage would be\n")
+    spec = {**TINY, "name": "sm", "protocol": {"epochs": 30, "batch_size": 64, "device": "cuda"},
+            "dataset": {"name": "imagefolder", "data_dir": "../no_such_data"},
+            "resources": {"cpus": 1, "gpus": 1}, "storage": "blocker/ray_results",
+            "tracking": {"uri": "sqlite:///no_such_folder/mlflow.db", "experiment": "sm"}}
+    (tmp_path / "store").mkdir()
+    store = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    driver, log, _ = start_driver(tmp_path, spec, "--smoke-test", "--tracking-uri", store)
+    try:
+        wait_for_trial_runs(driver, tmp_path / "store" / "mlflow.db", log, "RUNNING")
+        driver.send_signal(signal.SIGINT)
+        assert driver.wait(180) == 130, log.read_text()[-3000:]
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    command = resume_command(log.read_text())
+    assert command[-3:] == ["--resume", "--name", "sm-smoke"], command
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert not (tmp_path / "mlflow.db").exists()   # one store: the one the sweep started with
+
+    client = MlflowClient(store)
+    experiment_id = client.get_experiment_by_name("sm-smoke").experiment_id
+    (parent,) = parent_runs(client, experiment_id)
+    assert parent.info.status == "FINISHED"
+    assert '"smoke_test": true' in parent.data.tags[keys.TAG_SWEEP_ARGS]
+    children = child_runs(client, experiment_id, parent.info.run_id)
+    assert [r.info.status for r in children] == ["FINISHED"] * 3
+    assert len({r.data.tags[keys.TAG_TRIAL_ID] for r in children}) == 3
+    for run in children:
+        assert run.data.params[keys.PARAM_EPOCHS] == "1" and run.data.metrics["epoch"] == 1
+        assert run.data.params[keys.PARAM_DATASET] == "digits"
+        assert duplicate_rows(client, run) == {}, run.info.run_name
+        assert len(logged_models(client, experiment_id, run.info.run_id)) == 1
+
+    before = (tmp_path / "store" / "mlflow.db").read_bytes()
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "finished already" in again.stderr, again.stderr[-2000:]
+    assert (tmp_path / "store" / "mlflow.db").read_bytes() == before
+
+
+def test_a_trial_whose_last_report_was_lost_is_logged_once(local_ray, tmp_path):
+    """Its run was complete when it died (a Ctrl-C, a lost worker): the retry reports what the
+    run holds, and logs no second model and no second row."""
+    from mlflow import MlflowClient
+
+    from sweeps.runner import run_sweep
+
+    spec = spec_from_dict({**TINY, "name": "lost", "space": {**TINY["space"], "targets": [1.0]},
+                           "resources": {"cpus": 1, "max_concurrent": 1},
+                           "storage": str(tmp_path / "ray_results")})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    results = run_sweep(spec, tracking_uri=uri,
+                        trainable=lose_the_last_report(keys.KIND_LWDNA, tmp_path / "markers"))
+    assert len(list((tmp_path / "markers").iterdir())) == 1   # the failure did happen
+    assert [t.finished for t in results.trials] == [True, True]
+    client = MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name("lost").experiment_id
+    (parent,) = parent_runs(client, experiment_id)
+    children = child_runs(client, experiment_id, parent.info.run_id)
+    assert sorted(r.info.status for r in children) == ["FINISHED", "FINISHED"]
+    for run in children:
+        assert duplicate_rows(client, run) == {}, run.info.run_name
+        assert len(logged_models(client, experiment_id, run.info.run_id)) == 1
+
+
+def test_ctrl_c_before_any_trial_reports_is_one_line_killed_and_resumable(tmp_path):
+    from mlflow import MlflowClient
+
+    spec = {**TINY, "name": "early", "storage": str(tmp_path / "ray_results")}
+    driver, log, _ = start_driver(tmp_path, spec)
+    try:
+        wait_for_log(driver, log, "PENDING")   # Tune has its trials; none has reported
+        driver.send_signal(signal.SIGINT)
+        assert driver.wait(180) == 130, log.read_text()[-3000:]
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "Traceback" not in text and "--resume --name early" in text, text[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name("early").experiment_id
+    (parent,) = parent_runs(client, experiment_id)
+    assert parent.info.status == "KILLED"
+    statuses = [r.info.status for r in child_runs(client, experiment_id, parent.info.run_id)]
+    assert "RUNNING" not in statuses, statuses
+
+
+def test_a_second_sweep_of_a_running_name_leaves_the_running_one_alone(tmp_path, monkeypatch,
+                                                                       capsys):
+    """The first sweep holds a lease on its name: a second one is named apart and marks
+    nothing KILLED, and `--resume` of the running one is refused."""
+    from mlflow import MlflowClient
+
+    from hetero_cli import main
+
+    spec = {**TINY, "name": "live", "protocol": {"epochs": 4, "batch_size": 64},
+            "storage": "ray_results"}
+    first, log, command = start_driver(tmp_path, spec)
+    try:
+        wait_for_trial_runs(first, tmp_path / "mlflow.db", log, "RUNNING")
+        monkeypatch.chdir(tmp_path)
+        assert main(["sweep", "spec.yaml", "--resume", "--name", "live"]) == 2
+        err = capsys.readouterr().err
+        assert f"sweep 'live' is running (pid {first.pid} on " in err, err
+        # a second sweep of the same name in the same experiment (a smoke test: cheap)
+        second = subprocess.run([*command, "--smoke-test", "--name", "live", "--experiment",
+                                 "live"], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=500)
+        assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+        assert "sweep live is running (pid" in second.stdout and "this run is named live-" \
+            in second.stdout, second.stdout[-3000:]
+        assert "KILLED" not in second.stderr
+        assert first.wait(500) == 0, log.read_text()[-3000:]
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name("live").experiment_id
+    parents = {p.data.tags[keys.TAG_SWEEP]: p for p in parent_runs(client, experiment_id)}
+    assert parents["live"].info.status == "FINISHED"
+    statuses = [r.info.status for r in child_runs(client, experiment_id,
+                                                  parents["live"].info.run_id)]
+    assert statuses == ["FINISHED"] * 3, statuses
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 60 MB tmpfs (needs root and permission to mount: skipped elsewhere)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=60m", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_a_disk_that_fills_up_ends_the_sweep_failed_in_one_line(tmp_path, small_disk):
+    """The store and Tune's folder on one disk, filled while trials run: the sweep ends (no
+    hours of retries), exit 1, one line naming the full disk and the resume, the parent FAILED
+    and no run left RUNNING (the headroom the sweep held beside the store pays for that)."""
+    import sqlite3
+
+    spec = {**TINY, "name": "full", "protocol": {"epochs": 3, "batch_size": 64},
+            "storage": "disk/ray_results", "tracking": {"uri": "sqlite:///disk/mlflow.db"}}
+    driver, log, _ = start_driver(tmp_path, spec)
+    try:
+        wait_for_trial_runs(driver, small_disk / "mlflow.db", log, "RUNNING")
+        with open(small_disk / "fill", "wb") as fill:   # until the disk says no
+            with pytest.raises(OSError):
+                while True:
+                    fill.write(bytes(2**20))
+                    fill.flush()
+        assert driver.wait(600) == 1, log.read_text()[-3000:]
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    last = log.read_text().strip().splitlines()[-1]
+    assert last.startswith("hetero sweep: failed: sweep 'full': the disk under ") and \
+        "is full" in last and "--resume --name full" in last, last
+    (small_disk / "fill").unlink()
+    with sqlite3.connect(small_disk / "mlflow.db") as db:
+        statuses = dict(db.execute("SELECT name, status FROM runs").fetchall())
+    assert statuses.pop("full") == "FAILED" and "RUNNING" not in statuses.values(), statuses

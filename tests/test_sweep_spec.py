@@ -142,7 +142,11 @@ def test_random_search_samples_distinct_points_reproducibly():
 # -------------------------------------------------------------------- shipped files, smoke test
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_shipped_sweep_files_load_and_their_smoke_versions_are_valid(path):
-    spec = load_spec(path)
+    from sweeps.spec import check_spec
+
+    # Wherever the data folders are: what a smoke test checks of the spec itself.
+    spec = load_spec(path, check=False)
+    check_spec(spec, read_data=False)
     small = smoke_test(spec)
     points = small.fixed_points()
     # optuna proposes its lwdna points while it runs: the smoke version asks it for two
@@ -156,8 +160,10 @@ def test_shipped_sweep_files_load_and_their_smoke_versions_are_valid(path):
     assert {p["data_fraction"] for p in points} == {small.space.data_fractions[0]}
     assert small.dataset.name == "digits" and small.protocol.epochs == 1
     assert small.resources.gpus == 0 and small.scheduler.type == "fifo"
-    from sweeps.spec import check_spec
-
+    assert small.protocol.device == "cpu"
+    # none of the spec's stores: Tune state in ./ray_results, its own MLflow experiment
+    assert small.storage == "ray_results" and small.tracking.uri is None
+    assert small.experiment == f"{spec.experiment}-smoke"
     check_spec(small)  # the shrunk targets are reachable on digits too
 
 
@@ -192,8 +198,8 @@ def test_cifar_resnet56_presets_can_reach_the_papers_point():
     from sweeps.spec import base_config
 
     for name in ("cifar10_resnet56", "cifar100_resnet56", "cifar10_science_resnet56"):
-        spec = load_spec(CONFIGS[0].parent / f"{name}.yaml")
-        base = base_config(spec)
+        spec = load_spec(CONFIGS[0].parent / f"{name}.yaml", check=False)
+        base = base_config(spec, shape=(3, 32, 10 if "cifar10_" in name else 100))
         wide = widen(base, spec.space.width_mults[0])
         floors = [reachable_range(wide, base_config=base, target_metric=metric,
                                   remain_ratio=min(spec.space.remain_ratios),
@@ -367,3 +373,49 @@ def test_matched_baselines_add_the_uniform_width_of_each_target():
 def test_kd_moved_from_the_protocol_to_the_space_and_the_error_says_where():
     message = error_of(protocol={"kd_weight": 0.4})
     assert "protocol.kd_weight has moved" in message and "space.kd_weights" in message
+
+
+# -------------------------------------------------------------------- YAML as users write it
+@pytest.mark.parametrize("text, value", [("1e6", 1e6), ("1.0e6", 1e6), ("5.0e-4", 5e-4),
+                                         ("1E-3", 1e-3), ("2e+2", 200.0), ("+3e0", 3.0)])
+def test_exponents_are_numbers_as_the_readme_writes_them(tmp_path, text, value):
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: x\nmodel: resnet20\ndataset: digits\nprotocol: {{lr: {text}}}\n"
+                    "space: {remain_ratios: [0.25]}\n")
+    assert load_spec(path, check=False).protocol.lr == value
+
+
+def test_a_huge_value_makes_a_short_error(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\nmodel: resnet20\ndataset: digits\nspace: {width_mults: ["
+                    + ", ".join(["99.0"] * 100_000) + "]}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path, check=False)
+    assert "space.width_mults[0] must be" in str(info.value) and len(str(info.value)) < 400
+
+
+def test_an_alias_bomb_fails_fast_in_bounded_memory(tmp_path):
+    import tracemalloc
+
+    levels = zip("abcdefgh", "bcdefghi", strict=True)
+    laughs = "a: &a [" + ",".join(["lol"] * 9) + "]\n" + "".join(
+        f"{b}: &{b} [" + ",".join([f"*{a}"] * 9) + "]\n" for a, b in levels)
+    path = tmp_path / "bomb.yaml"
+    path.write_text("name: x\n" + laughs)
+    assert len(path.read_bytes()) < 420
+    tracemalloc.start()
+    try:
+        with pytest.raises(SpecError, match="aliases .* expand to more than 10,000 values"):
+            load_spec(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
+
+
+def test_aliases_within_the_bound_still_work(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\nmodel: resnet20\ndataset: digits\n"
+                    "space: {remain_ratios: &r [0.25]}\nextra: *r\n")
+    with pytest.raises(SpecError, match="unknown key 'extra'"):   # parsed, then validated
+        load_spec(path, check=False)

@@ -143,7 +143,17 @@ def _external_builder(builder: Callable[..., nn.Module]) -> Callable[..., nn.Mod
 
     def build(variant: str, *, num_classes: int, input_size: int, in_channels: int,
               **options: Any) -> nn.Module:
-        model = builder(num_classes=num_classes, **options)
+        name = getattr(builder, "__qualname__", type(builder).__name__)
+        try:
+            model = builder(num_classes=num_classes, **options)
+        except SystemExit as exc:   # the user's code, not a CLI: exiting is no answer
+            raise ValueError(f"the model builder {name} called sys.exit({exc.code}) instead of "
+                             "returning an nn.Module") from None
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise ValueError(f"the model builder {name}(num_classes={num_classes}) failed "
+                             f"({type(exc).__name__}: {first}): it must take num_classes= and "
+                             "return an nn.Module") from exc
         if not isinstance(model, nn.Module):
             raise ValueError(f"the model builder returned {type(model).__name__}, not an nn.Module")
         path, first = next(((p, m) for p, m in model.named_modules()
