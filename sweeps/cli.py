@@ -76,25 +76,11 @@ def command(args: argparse.Namespace) -> int:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    import torch
-
-    from hetero.config import ChannelConfig
     from hetero.export import DEFAULT_TOLERANCE, export_and_check
-    from sweeps import keys
-    from sweeps.mlmodel import EXTRA_DIR, example_input, load_network, read_extra, test_batch
+    from sweeps.mlmodel import load_network
 
     model, folder = load_network(args.model, args.tracking_uri)
-    batch = test_batch(folder, args.batch)
-    source = "test images"
-    if batch is None:
-        text = read_extra(folder, keys.ARTIFACT_CONFIG)
-        if text is None:
-            raise FileNotFoundError(f"model folder {folder} has no {EXTRA_DIR}/"
-                                    f"{keys.ARTIFACT_CONFIG} (not a hetero network): pass a "
-                                    "sweep trial's run id or the model/ folder `hetero run` wrote")
-        config = ChannelConfig.from_json(text)
-        batch = torch.from_numpy(example_input(config, args.batch))
-        source = "random inputs (the model's dataset is not available here)"
+    batch, source = _check_batch(model, folder, args.batch)
     check = export_and_check(model, batch[:1], args.format, args.out, check_batch=batch)
     ok = check.ok()
     print(f"wrote {check.path} ({args.format}); max |{args.format} - PyTorch| over "
@@ -103,11 +89,33 @@ def export_command(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _check_batch(model, folder, size: int):
+    """Real images to export with and check on: the model's test split when its dataset loads
+    here, else the input example stored with the model. A network with its normalisation inside
+    (every one logged now) takes them scaled to [0, 1]; an older folder's bare network takes
+    them normalised."""
+    from hetero.preprocess import Normalize
+    from sweeps.mlmodel import EXTRA_DIR, stored_example, test_batch
+
+    raw = isinstance(getattr(model, "normalize", None), Normalize)
+    batch = test_batch(folder, size, raw=raw)
+    if batch is not None:
+        return batch, "test images"
+    batch = stored_example(folder) if raw else None
+    if batch is None:
+        raise FileNotFoundError(f"model folder {folder} has neither a loadable dataset "
+                                f"({EXTRA_DIR}/trial.json) nor an input example: pass a sweep "
+                                "trial's run id or the model/ folder `hetero run` wrote, where "
+                                "its dataset is available")
+    return batch, "images of the model's input example (its dataset is not available here)"
+
+
 def save_model_folder(folder, state, result, spec) -> None:
     """``hetero run``'s network as an MLflow model folder, the same as a sweep's child run logs."""
     from sweeps.mlmodel import rebuild_network, save_network
 
     model = rebuild_network(state["config"], state["trainer"])
     info = {"accuracy": result.accuracy, "flops": result.flops, "flops_ratio": result.flops_ratio}
+    # the trial's dataset (loaded again, on the CPU) gives the normalisation put in the model
     save_network(model, folder, config=result.config, trial={"kind": spec.kind, **spec.to_dict()},
                  metadata=info)

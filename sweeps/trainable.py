@@ -187,7 +187,7 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
         _log_dataset(run, spec, data)
         result = run_trial(spec, on_epoch=reporter, checkpoint=restored, data=data)
         outputs = _trained_outputs(context, run, spec, result,
-                                   reporter.last_checkpoint or restored)
+                                   reporter.last_checkpoint or restored, data)
     except SystemExit:
         # Tune stops a trial (e.g. ASHA) by raising SystemExit inside tune.report.
         run.end(keys.STATUS_FINISHED, stopped_early=True)
@@ -240,7 +240,7 @@ def _log_dataset(run: TrialRun, spec, data) -> None:
 
 
 def _trained_outputs(context: TrialContext, run: TrialRun, spec, result,
-                     checkpoint: dict[str, Any] | None) -> dict[str, float]:
+                     checkpoint: dict[str, Any] | None, data) -> dict[str, float]:
     """Latency metrics of the trained network; its MLflow model (tracking.models: all)."""
     if checkpoint is None:   # nothing trained in this attempt nor before: nothing to log
         return {}
@@ -250,7 +250,7 @@ def _trained_outputs(context: TrialContext, run: TrialRun, spec, result,
     metrics = _latency(model, result.config, spec, context.latency_batch, run)
     if context.log_models:
         start = time.perf_counter()
-        _log_model(context, run, spec, result, model)
+        _log_model(context, run, spec, result, model, data)
         run.seconds += time.perf_counter() - start
     return metrics
 
@@ -274,7 +274,7 @@ def _latency(model, config, spec, batch: int, run: TrialRun) -> dict[str, float]
             keys.METRIC_THROUGHPUT: many.images_per_second}
 
 
-def _log_model(context: TrialContext, run: TrialRun, spec, result, model) -> None:
+def _log_model(context: TrialContext, run: TrialRun, spec, result, model, data) -> None:
     from sweeps.mlmodel import log_network
 
     tracking = context.tracking
@@ -282,7 +282,7 @@ def _log_model(context: TrialContext, run: TrialRun, spec, result, model) -> Non
             keys.METRIC_FLOPS_RATIO: result.flops_ratio, "run_id": run.run_id}
     uri = log_network(tracking.uri, tracking.experiment_id, run.run_id, model,
                       config=result.config, trial={"kind": spec.kind, **spec.to_dict()},
-                      step=result.epochs, metadata=info)
+                      data=data, step=result.epochs, metadata=info)
     run.client.set_tag(run.run_id, keys.TAG_MODEL_URI, uri)
     run.client.set_tag(run.run_id, keys.TAG_NOTE, _description(spec, result, run.run_id))
 
@@ -297,8 +297,9 @@ def _description(spec, result, run_id: str) -> str:
             f"{spec.target_metric}")
     return (f"{what}; test accuracy {result.accuracy:.4f}, {result.flops:,} FLOPs "
             f"({result.flops_ratio:.3f} of the baseline), trained {result.epochs} epochs on "
-            f"{spec.dataset}.\n\n`mlflow.pytorch.load_model(\"{run_model_uri(run_id)}\")` · "
-            f"`hetero export {run_id} --format onnx --out net.onnx`")
+            f"{spec.dataset}.\n\n`mlflow.pytorch.load_model(\"{run_model_uri(run_id)}\")` "
+            f"takes images scaled to [0, 1] (N x C x H x W; the normalisation is its first "
+            f"layer) · `hetero export {run_id} --format onnx --out net.onnx`")
 
 
 def _open_run(context: TrialContext, hp: dict[str, Any], spec) -> TrialRun:
