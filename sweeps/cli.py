@@ -50,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None,
                         help="sweep name (Tune experiment folder and MLflow sweep tag); "
                              "default: the spec's name")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--verbose", dest="output", action="store_const", const="verbose",
+                       help="show Ray Tune's own tables and logs (and the trials' output) "
+                            "instead of the one progress line")
+    shown.add_argument("--quiet", dest="output", action="store_const", const="quiet",
+                       help="print nothing but the summary at the end")
+    parser.set_defaults(output="progress")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -62,7 +69,8 @@ def command(args: argparse.Namespace) -> int:
         with sigterm_as_interrupt():
             spec = load_spec(args.spec)
             results = run_sweep(spec, address=args.address, tracking_uri=args.tracking_uri,
-                                resume=args.resume, name=args.name, smoke_test=args.smoke_test)
+                                resume=args.resume, name=args.name, smoke_test=args.smoke_test,
+                                output=args.output)
     except SweepInterrupted as exc:
         print(f"hetero sweep: interrupted; unfinished trials are marked KILLED and left out of "
               f"results. Continue with: hetero sweep {args.spec} {exc.resume_hint}",

@@ -135,11 +135,13 @@ def save_network(network, path, *, config, trial: dict[str, Any], data=None,
 
 def log_network(tracking_uri: str, experiment_id: str, run_id: str, network, *, config,
                 trial: dict[str, Any], data=None, step: int = 0,
-                metadata: dict[str, Any] | None = None) -> str:
+                metadata: dict[str, Any] | None = None,
+                tags: dict[str, str] | None = None) -> str:
     """Log ``network`` behind the input normalisation of ``data`` (default: the trial's
     dataset) on ``run_id`` as MLflow model ``model``; returns its model URI.
 
     ``step``: the run's metrics at this step are linked to the model (the UI shows them).
+    ``tags``: on the logged model (e.g. what logged it, instead of the Ray worker's script).
     """
     import mlflow
     import mlflow.pytorch
@@ -152,7 +154,7 @@ def log_network(tracking_uri: str, experiment_id: str, run_id: str, network, *, 
     mlflow.set_experiment(experiment_id=experiment_id)
     with tempfile.TemporaryDirectory() as tmp, no_artifact_progress_bars():
         info = mlflow.pytorch.log_model(model, name=MODEL_NAME, run_id=run_id, step=step,
-                                        params=_model_params(data),
+                                        params=_model_params(data), tags=tags,
                                         **_flavor_args(model, data, config, trial,
                                                        metadata or {}, Path(tmp)))
     return info.model_uri

@@ -51,9 +51,11 @@ from sweeps.tracking import (
     finish_parent_run,
     is_loopback_uri,
     is_sqlite,
+    log_sweep_metrics,
     mark_child_run,
     open_parent_run,
     resolve_tracking_uri,
+    ui_url,
 )
 from sweeps.trainable import TrialContext, thread_count, train_trial, trial_dirname, trial_name
 
@@ -108,6 +110,7 @@ class SweepResults:
     wall_seconds: float = 0.0
     ray_seconds: float = 0.0        # ray.init (0 when Ray was already up)
     tune_seconds: float = 0.0       # Tuner.fit calls
+    experiment_id: str = ""
 
     def pareto(self) -> list[TrialOutcome]:
         """Finished trials no other finished trial beats on both accuracy and FLOPs (the one
@@ -119,6 +122,28 @@ class SweepResults:
         keep = non_dominated_mask(points, ("max", "min")) if done else []
         return sorted((t for t, k in zip(done, keep, strict=True) if k),
                       key=lambda t: t.metrics[keys.METRIC_FLOPS])
+
+    def summary_metrics(self) -> dict[str, float]:
+        """The sweep in a few numbers, for its parent run (sweeps.keys: parent run metrics)."""
+        from analysis.pareto import hypervolume
+
+        done = [t for t in self.trials if t.finished]
+        metrics = {keys.METRIC_SWEEP_TRIALS: len(self.trials),
+                   keys.METRIC_SWEEP_FINISHED: len(done),
+                   keys.METRIC_SWEEP_FAILED: sum(t.error is not None for t in self.trials),
+                   keys.METRIC_SWEEP_STOPPED: sum(t.stopped_early for t in self.trials),
+                   keys.METRIC_FRONT_POINTS: len(self.pareto())}
+        best = {keys.METRIC_BEST_ACCURACY: done,
+                keys.METRIC_BEST_LWDNA_ACCURACY: [t for t in done if t.kind == keys.KIND_LWDNA],
+                keys.METRIC_BEST_BASELINE_ACCURACY: [t for t in done
+                                                     if t.kind == keys.KIND_BASELINE]}
+        metrics.update({key: max(t.metrics[keys.METRIC_ACCURACY] for t in trials)
+                        for key, trials in best.items() if trials})
+        if done:
+            points = [(t.metrics[keys.METRIC_ACCURACY], t.metrics[keys.METRIC_FLOPS])
+                      for t in done]
+            metrics[keys.METRIC_HYPERVOLUME] = hypervolume(points)
+        return metrics
 
     def summary(self) -> str:
         counts = (f"{sum(t.finished for t in self.trials)} finished, "
@@ -135,8 +160,12 @@ class SweepResults:
                          f"{t.metrics[keys.METRIC_FLOPS_RATIO]:>13.3f}  {_describe(t.hp)}")
         lines.append(f"MLflow: experiment {self.experiment!r}, parent run {self.parent_run_id} "
                      f"at {self.tracking_uri}")
+        link = ui_url(self.tracking_uri, self.experiment_id)
         if is_sqlite(self.tracking_uri):
-            lines.append(f"  view it: mlflow ui --backend-store-uri {self.tracking_uri}")
+            lines.append(f"  view it: mlflow ui --backend-store-uri {self.tracking_uri}, then "
+                         f"open {link}")
+        else:
+            lines.append(f"  view it: {link}")
         baselines = f"{self.storage_path}-baselines"
         also = f" and {baselines}" if "://" not in baselines and Path(baselines).exists() else ""
         lines.append(f"Ray Tune results and checkpoints: {self.storage_path}{also}")
@@ -156,13 +185,16 @@ def _last_line(error: str) -> str:
 # ---------------------------------------------------------------------------------- entry point
 def run_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: str | None = None,
               resume: bool = False, name: str | None = None, smoke_test: bool = False,
-              trainable: Callable[..., None] = train_trial) -> SweepResults:
+              trainable: Callable[..., None] = train_trial,
+              output: str = "progress") -> SweepResults:
     """Run (or with ``resume`` continue) a sweep; returns its results and prints a summary.
 
     ``address``: None starts a private local Ray; "auto" or "ray://HOST:PORT" joins a cluster.
     A Ray already initialised by the caller is used as it is (and left running).
     ``trainable``: what each trial runs, ``train_trial(config, context)`` or a wrapper of it
     (the tests inject faults this way).
+    ``output``: ``progress`` (one live line), ``verbose`` (Ray Tune's own tables and logs) or
+    ``quiet`` (the summary only); see :mod:`sweeps.progress`.
     """
     start = time.perf_counter()
     # Tune snapshots the experiment whenever a trial has checkpointed num_to_keep times: that
@@ -181,7 +213,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: str 
     sweep = _sweep_name(storage, requested, resume)
     try:
         results = _run_tracked(spec, sweep, uri, storage, address=address, resume=resume,
-                               requested=requested, trainable=trainable)
+                               requested=requested, trainable=trainable, output=output)
     except SweepInterrupted:
         raise
     except KeyboardInterrupt:
@@ -192,20 +224,23 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: str 
 
 
 def _run_tracked(spec: SweepSpec, sweep: str, uri: str, storage: str, *, address: str | None,
-                 resume: bool, requested: str, trainable: Callable[..., None]) -> SweepResults:
+                 resume: bool, requested: str, trainable: Callable[..., None],
+                 output: str) -> SweepResults:
+    from sweeps.progress import ray_output
+
     # Ray first: whether the tracking URI reaches every node is known only once Ray is up, and
     # a URI that does not must be refused before any run is recorded.
-    with ray_session(address) as ray_seconds:
+    with ray_output(output) as init_kwargs, ray_session(address, **init_kwargs) as ray_seconds:
         _check_cluster_tracking(uri, address)
         results = _run_with_parent(spec, sweep, uri, storage, address=address, resume=resume,
-                                   requested=requested, trainable=trainable)
+                                   requested=requested, trainable=trainable, output=output)
     results.ray_seconds = ray_seconds
     return results
 
 
 def _run_with_parent(spec: SweepSpec, sweep: str, uri: str, storage: str, *,
                      address: str | None, resume: bool, requested: str,
-                     trainable: Callable[..., None]) -> SweepResults:
+                     trainable: Callable[..., None], output: str) -> SweepResults:
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
@@ -215,13 +250,15 @@ def _run_with_parent(spec: SweepSpec, sweep: str, uri: str, storage: str, *,
         close_stale_runs(client, experiment_id, requested)
     parent = open_parent_run(client, experiment_id, sweep=sweep, spec=spec, resume=resume)
     tracking = TrialTracking(uri, experiment_id, parent, sweep)
-    results = SweepResults(sweep, spec.experiment, parent, uri, f"{storage}/{sweep}")
+    results = SweepResults(sweep, spec.experiment, parent, uri, f"{storage}/{sweep}",
+                           experiment_id=experiment_id)
     try:
         with _trial_tracking_uri(uri, spec, address) as trial_uri:
             context = _context(spec, tracking, trial_uri, storage)
             results.trials, results.tune_seconds = _run_experiments(spec, context, storage,
-                                                                    resume, trainable)
+                                                                    resume, trainable, output)
         _reconcile(client, tracking, results.trials)
+        log_sweep_metrics(client, parent, results.summary_metrics())
     except SweepInterrupted as exc:
         _reconcile(client, tracking, exc.outcomes)
         finish_parent_run(client, parent, keys.STATUS_KILLED)
@@ -535,17 +572,34 @@ def _trainable(spec: SweepSpec, context: TrialContext, trainable: Callable[..., 
 
 
 def _run_experiments(spec: SweepSpec, context: TrialContext, storage: str, resume: bool,
-                     trainable: Callable[..., None]) -> tuple[list[TrialOutcome], float]:
+                     trainable: Callable[..., None], output: str = "progress"
+                     ) -> tuple[list[TrialOutcome], float]:
+    from sweeps.progress import SweepProgress
+
     plans = _plans(spec, context.tracking.sweep, storage)
+    progress = (SweepProgress(sum(map(_planned_trials, plans)), spec.protocol.epochs)
+                if output == "progress" else None)
     outcomes, start = [], time.perf_counter()
-    for plan in plans:
-        grid = _tuner(spec, plan, context, storage, resume, trainable).fit()
-        ran = _outcomes(grid, spec.protocol.epochs)
-        outcomes += ran
-        # Tune catches SIGINT itself and returns normally: cut trials, or trials never started.
-        if any(t.interrupted for t in ran) or len(ran) < _planned_trials(plan):
-            raise SweepInterrupted(context.tracking.sweep, outcomes)
+    try:
+        for plan in plans:
+            tuner = _tuner(spec, plan, context, storage, resume, trainable,
+                           _output_settings(output, progress))
+            ran = _outcomes(tuner.fit(), spec.protocol.epochs)
+            outcomes += ran
+            # Tune catches SIGINT itself and returns normally: cut trials, or trials never
+            # started.
+            if any(t.interrupted for t in ran) or len(ran) < _planned_trials(plan):
+                raise SweepInterrupted(context.tracking.sweep, outcomes)
+    finally:
+        if progress is not None:
+            progress.close()
     return outcomes, time.perf_counter() - start
+
+
+def _output_settings(output: str, progress) -> dict[str, Any]:
+    """RunConfig fields: Tune's own output off (but with --verbose), the progress line on."""
+    return {"verbose": None if output == "verbose" else 0,
+            "callbacks": [progress] if progress is not None else None}
 
 
 def _planned_trials(plan: _Plan) -> int:
@@ -561,13 +615,16 @@ def _restorable(storage: str, name: str) -> bool:
 
 
 def _tuner(spec: SweepSpec, plan: _Plan, context: TrialContext, storage: str, resume: bool,
-           trainable: Callable[..., None]):
+           trainable: Callable[..., None], output: dict[str, Any] | None = None):
     from ray import tune
 
+    output = output or {}
     trainable = _trainable(spec, context, trainable)
     if resume and _restorable(storage, plan.name):
         # Finished trials stay finished; unfinished and errored ones go on from their checkpoint.
-        return tune.Tuner.restore(f"{storage}/{plan.name}", trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(f"{storage}/{plan.name}", trainable, resume_errored=True)
+        _restored_output(tuner, output)
+        return tuner
     label = (context.model_label, context.varying)
     tune_config = tune.TuneConfig(search_alg=plan.searcher, scheduler=plan.scheduler,
                                   num_samples=plan.num_samples, reuse_actors=True,
@@ -577,9 +634,18 @@ def _tuner(spec: SweepSpec, plan: _Plan, context: TrialContext, storage: str, re
     run_config = tune.RunConfig(
         name=plan.name, storage_path=storage,
         failure_config=tune.FailureConfig(max_failures=spec.retries),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2))
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2), **output)
     return tune.Tuner(trainable, param_space=plan.param_space, tune_config=tune_config,
                       run_config=run_config)
+
+
+def _restored_output(tuner, output: dict[str, Any]) -> None:
+    # A restored tuner brings back the run config pickled with the experiment; how this session
+    # prints is this session's choice. (Through Ray Client the tuner is remote: left as is.)
+    local = getattr(tuner, "_local_tuner", None)
+    if local is not None:
+        for name, value in output.items():
+            setattr(local.get_run_config(), name, value)
 
 
 def _outcomes(grid, epochs: int) -> list[TrialOutcome]:

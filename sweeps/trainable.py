@@ -17,7 +17,7 @@ from typing import Any
 from hetero.errors import TrainingDiverged
 from hetero.trial import TrialSpec
 from sweeps import keys
-from sweeps.tracking import TrialRun, TrialTracking
+from sweeps.tracking import TrialRun, TrialTracking, source_tags
 
 __all__ = ["TrialContext", "train_trial", "trial_spec", "run_name", "trial_name", "trial_dirname",
            "CHECKPOINT_FILE"]
@@ -116,7 +116,7 @@ def _tags(context: TrialContext, spec) -> dict[str, str]:
     return {keys.TAG_KIND: spec.kind, keys.TAG_MODEL: context.family,
             keys.TAG_VARIANT: context.variant, keys.TAG_DATASET: spec.dataset,
             keys.TAG_CRITERION: keys.BASELINE_CRITERION if spec.baseline else spec.criterion,
-            keys.TAG_NODE_IP: ray.util.get_node_ip_address()}
+            keys.TAG_NODE_IP: ray.util.get_node_ip_address(), **source_tags(context.tracking.sweep)}
 
 
 def _restored_checkpoint() -> dict[str, Any] | None:
@@ -282,7 +282,8 @@ def _log_model(context: TrialContext, run: TrialRun, spec, result, model, data) 
             keys.METRIC_FLOPS_RATIO: result.flops_ratio, "run_id": run.run_id}
     uri = log_network(tracking.uri, tracking.experiment_id, run.run_id, model,
                       config=result.config, trial={"kind": spec.kind, **spec.to_dict()},
-                      data=data, step=result.epochs, metadata=info)
+                      data=data, step=result.epochs, metadata=info,
+                      tags=source_tags(tracking.sweep))
     run.client.set_tag(run.run_id, keys.TAG_MODEL_URI, uri)
     run.client.set_tag(run.run_id, keys.TAG_NOTE, _description(spec, result, run.run_id))
 
