@@ -37,6 +37,7 @@ __all__ = ["TrackingError", "TrialTracking", "TrialRun", "default_tracking_uri",
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_UI = "http://127.0.0.1:5000"   # where `mlflow ui` serves a local store
+UI_TRAINING_VIEW = "workflowType=machine_learning"  # MLflow 3's UI: runs, not GenAI pages
 METRIC_DIGITS = 6                      # significant digits a float metric is logged with
 
 
@@ -136,12 +137,13 @@ def no_artifact_progress_bars() -> Iterator[None]:
 
 # ------------------------------------------------------------------------------ the UI
 def ui_route(experiment_id: str, run_id: str | None = None, artifact: str | None = None) -> str:
-    """The MLflow UI's page (the part after ``#``): an experiment on its training-runs table
-    (MLflow 3 otherwise opens it on the GenAI overview), a run, or a run's artifact file."""
-    if run_id is None:
-        return f"#/experiments/{experiment_id}?workflowType=machine_learning"
-    page = f"#/experiments/{experiment_id}/runs/{run_id}"
-    return f"{page}/artifacts/{artifact}" if artifact else page
+    """The MLflow UI's page (from the ``#``): an experiment's training-runs table, a run, or a
+    run's artifact file, each in the training view (MLflow 3 otherwise opens the GenAI pages:
+    an experiment's overview, a run without its metrics and params in sight)."""
+    page = f"#/experiments/{experiment_id}"
+    if run_id is not None:
+        page += f"/runs/{run_id}" + (f"/artifacts/{artifact}" if artifact else "")
+    return f"{page}?{UI_TRAINING_VIEW}"
 
 
 def ui_url(tracking_uri: str, experiment_id: str, run_id: str | None = None,
