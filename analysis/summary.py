@@ -64,16 +64,25 @@ def _latency_section(sweep: Sweep, front: Front) -> list[str]:
         "batch latency [ms]": table[keys.METRIC_BATCH_LATENCY_MS].map(lambda v: _num(v, ".2f")),
         "throughput [img/s]": table[keys.METRIC_THROUGHPUT].map(lambda v: _num(v, ".0f")),
         "uniform b1 same FLOPs [ms]": table["uniform_latency_ms"].map(lambda v: _num(v, ".3f")),
-        "vs uniform": table["latency_vs_uniform"].map(
-            lambda v: _num(v, ".2f") + ("×" if math.isfinite(v) else ""))})
+        "vs uniform": [_ratio(v, noise) for v, noise in
+                       zip(table["latency_vs_uniform"], table["latency_noise"], strict=True)]})
     return [f"## Latency (measured on {', '.join(device) or 'the trial device'})",
             markdown_table(rows),
-            "Median and interquartile range (IQR) per forward call after a warm-up "
-            "(torch.utils.benchmark), batch 1; "
-            "the batch column uses the throughput batch. Uniform same FLOPs: the baselines' "
-            "batch-1 latency interpolated linearly in FLOPs (– outside their range). vs uniform "
-            "above 1×: this LW-DNA is slower than a uniform network of equal FLOPs.",
+            "Timed after the sweep's trials, one network at a time on a trial's device "
+            "(nothing else of the sweep running there). Median and interquartile range (IQR) "
+            "per forward call after a warm-up (torch.utils.benchmark), batch 1; the batch "
+            "column uses the throughput batch. Uniform same FLOPs: the baselines' batch-1 "
+            "latency interpolated linearly in FLOPs (– outside their range). vs uniform above "
+            "1×: this LW-DNA is slower than a uniform network of equal FLOPs; *noise*: the "
+            "difference is inside the spread of the timings (the larger IQR of the two), so "
+            "it says nothing either way.",
             *_noise_note(table)]
+
+
+def _ratio(value: float, noise: bool) -> str:
+    if not math.isfinite(value):
+        return "–"
+    return f"{value:.2f}×" + (" (noise)" if noise and abs(value - 1) > 0 else "")
 
 
 def _noise_note(table: pd.DataFrame) -> list[str]:
@@ -81,8 +90,8 @@ def _noise_note(table: pd.DataFrame) -> list[str]:
     if not noisy:
         return []
     return [f"**Noisy:** on {noisy} of {len(table)} rows the IQR exceeds half the median: the "
-            "device was busy while trials measured (concurrent trials or other work); re-run on "
-            "an idle device (resources.max_concurrent: 1) before trusting these ratios."]
+            "device was busy with other work while the networks were timed; time them again on "
+            "an idle machine before trusting these ratios."]
 
 
 def markdown_table(rows: pd.DataFrame) -> str:

@@ -18,6 +18,8 @@ TAG_NODE_IP = "node_ip"           # Ray node that ran the trial
 TAG_FAILURE = "failure"           # why a trial failed for good (e.g. diverged), on FAILED runs
 TAG_MODEL_URI = "model_uri"       # the trained network's MLflow model (models:/<id>)
 TAG_LATENCY_DEVICE = "latency_device"  # where latency was measured (the trial's device)
+TAG_LATENCY_TIMING = "latency_timing"  # how: LATENCY_TIMING_EXCLUSIVE (alone, after the trials)
+LATENCY_TIMING_EXCLUSIVE = "exclusive"
 TAG_NOTE = "mlflow.note.content"  # the run's description in the UI (markdown)
 TAG_SOURCE_NAME = "mlflow.source.name"  # the UI's "Source" / "Logged from": what wrote the run
 TAG_SOURCE_TYPE = "mlflow.source.type"
@@ -113,6 +115,9 @@ METRIC_HYPERVOLUME = "hypervolume"
 
 PER_EPOCH_METRICS = (METRIC_TRAIN_LOSS, METRIC_TRAIN_ACCURACY, METRIC_TEST_LOSS, METRIC_ACCURACY,
                      METRIC_TOP5, METRIC_LR, METRIC_EPOCH_SECONDS, METRIC_IMAGES_PER_SECOND)
+
+# ---- Tune results: what a trial reports to Tune besides its metrics ----------------------------
+RESULT_RUN_ID = "mlflow_run_id"   # the trial's MLflow run (the Optuna study's user attribute)
 
 # ---- artifacts ---------------------------------------------------------------------------------
 ARTIFACT_CONFIG = "lwdna.json"          # ChannelConfig JSON of the trained network

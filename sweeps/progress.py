@@ -27,9 +27,12 @@ __all__ = ["OUTPUT_MODES", "SweepProgress", "ray_output", "progress_line"]
 
 OUTPUT_MODES = ("verbose", "progress", "quiet")
 REDRAW_SECONDS = 0.5     # a terminal line is redrawn at most this often
-# Loggers whose INFO lines (and Ray's token-authentication notice) are Ray's and MLflow's own
-# output: shown with --verbose only.
-QUIET_LOGGERS = ("ray", "ray._private.authentication.authentication_token_setup", "mlflow")
+# Ray's and MLflow's own output, shown with --verbose only (logger: the level kept without it):
+# their INFO lines, Ray's token-authentication notice, and Tune's traceback of every failed
+# attempt of a trial (a retry may still finish it; the summary names the trials that failed).
+QUIET_LOGGERS = {"ray": logging.WARNING, "mlflow": logging.WARNING,
+                 "ray._private.authentication.authentication_token_setup": logging.ERROR,
+                 "ray.tune.execution.tune_controller": logging.CRITICAL}
 
 
 @contextmanager
@@ -42,9 +45,8 @@ def ray_output(mode: str) -> Iterator[dict[str, Any]]:
     import mlflow  # noqa: F401  (its import configures its loggers: set their levels after it)
 
     saved = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING if name != QUIET_LOGGERS[1]
-                                         else logging.ERROR)
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
     # Tune's newer output engine prints its experiment table whatever the verbosity; the
     # classic one, at verbosity 0, prints nothing.
     previous = os.environ.get("RAY_AIR_NEW_OUTPUT")

@@ -10,9 +10,9 @@ Search types:
   over the lwdna space.
 
 With ``optuna`` or an ASHA scheduler, the baselines run first as their own grid experiment
-``<name>-baselines`` (always FIFO): they are fixed reference points, neither samples of the
-searched space for Optuna's study nor candidates for ASHA to stop. All experiments of a sweep
-share one MLflow parent run.
+``<name>-baselines`` (always FIFO): they are fixed reference points, not samples of the searched
+space (Optuna's study gets them as fixed, evaluated trials: sweeps.study) nor candidates for ASHA
+to stop. All experiments of a sweep share one MLflow parent run.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ class TrialOutcome:
     error: str | None = None
     stopped_early: bool = False
     interrupted: bool = False       # cut short by Ctrl-C: --resume finishes it
+    checkpoint: Any = field(default=None, repr=False)   # the trial's last (ray.tune.Checkpoint)
 
     @property
     def kind(self) -> str:
@@ -257,6 +258,7 @@ def _run_with_parent(spec: SweepSpec, sweep: str, uri: str, storage: str, *,
             context = _context(spec, tracking, trial_uri, storage)
             results.trials, results.tune_seconds = _run_experiments(spec, context, storage,
                                                                     resume, trainable, output)
+            _time_latencies(spec, context, results.trials, output)
         _reconcile(client, tracking, results.trials)
         log_sweep_metrics(client, parent, results.summary_metrics())
     except SweepInterrupted as exc:
@@ -484,8 +486,7 @@ def _context(spec: SweepSpec, tracking: TrialTracking, trial_uri: str,
     return TrialContext(fixed=fixed, tracking=trial_tracking, model_label=spec.model.name,
                         family=base.family, variant=base.variant, varying=spec.space.varying(),
                         threads=thread_count(spec.resources.cpus),
-                        log_models=spec.tracking.models == keys.MODELS_ALL,
-                        latency_batch=spec.tracking.latency_batch)
+                        log_models=spec.tracking.models == keys.MODELS_ALL)
 
 
 # ---------------------------------------------------------------------------------- Tune
@@ -536,9 +537,9 @@ def study_storage(storage: str, sweep: str) -> str | None:
 
 def _optuna(spec: SweepSpec, sweep: str, storage: str):
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
     from sweeps.samplers import build_sampler
+    from sweeps.study import SweepSearch
 
     sampler = build_sampler(spec.search.sampler, spec.search.seed)
     # Persisted, named after the sweep: optuna-dashboard attaches to it while the sweep runs,
@@ -547,10 +548,10 @@ def _optuna(spec: SweepSpec, sweep: str, storage: str):
     if url is None:
         print("note: the Optuna study is kept in memory (storage is not a local folder); "
               "optuna-dashboard cannot attach to it", flush=True)
-    # Multi-objective: metric/mode stay OUT of TuneConfig, or the study turns single-objective.
-    return OptunaSearch(metric=[keys.METRIC_ACCURACY, keys.METRIC_FLOPS], mode=["max", "min"],
-                        sampler=sampler, study_name=sweep,
-                        storage=optuna.storages.RDBStorage(url) if url else None)
+    # Multi-objective (accuracy up, FLOPs ratio down: sweeps.study.OBJECTIVES): metric/mode stay
+    # OUT of TuneConfig, or the study turns single-objective.
+    return SweepSearch(sampler=sampler, study_name=sweep,
+                       storage=optuna.storages.RDBStorage(url) if url else None)
 
 
 def _scheduler(spec: SweepSpec):
@@ -586,6 +587,7 @@ def _run_experiments(spec: SweepSpec, context: TrialContext, storage: str, resum
                            _output_settings(output, progress))
             ran = _outcomes(tuner.fit(), spec.protocol.epochs)
             outcomes += ran
+            _fix_in_later_studies(plans, ran)
             # Tune catches SIGINT itself and returns normally: cut trials, or trials never
             # started.
             if any(t.interrupted for t in ran) or len(ran) < _planned_trials(plan):
@@ -594,6 +596,32 @@ def _run_experiments(spec: SweepSpec, context: TrialContext, storage: str, resum
         if progress is not None:
             progress.close()
     return outcomes, time.perf_counter() - start
+
+
+def _time_latencies(spec: SweepSpec, context: TrialContext, trials: list[TrialOutcome],
+                    output: str) -> None:
+    """The trained networks' latency, timed one at a time now that no trial runs (see
+    sweeps.latency_pass); ``tracking.latency_batch: 0`` skips it."""
+    if spec.tracking.latency_batch <= 0:
+        return
+    from sweeps.latency_pass import measure_latencies
+
+    line = measure_latencies(trials, tracking=context.tracking, device=spec.protocol.device,
+                             batch=spec.tracking.latency_batch, threads=context.threads,
+                             cpus=spec.resources.cpus, gpus=spec.resources.gpus)
+    if output != "quiet" and line:
+        print(line, flush=True)
+
+
+def _fix_in_later_studies(plans: list[_Plan], ran: list[TrialOutcome]) -> None:
+    """The baselines that finished enter the Optuna study of the search after them as fixed,
+    evaluated trials (sweeps.study)."""
+    from sweeps.study import SweepSearch, fixed_point
+
+    points = [p for p in map(fixed_point, ran) if p is not None]
+    for plan in plans:
+        if isinstance(plan.searcher, SweepSearch):
+            plan.searcher.add_fixed(points)
 
 
 def _output_settings(output: str, progress) -> dict[str, Any]:
@@ -669,7 +697,7 @@ def _outcome(result, epochs: int, trial_id: str, status: str) -> TrialOutcome:
     early = (error is None and not interrupted
              and int(metrics.get(keys.METRIC_EPOCH, epochs)) < epochs)
     return TrialOutcome(trial_id, dict(result.config.get("hp", {})), metrics, error, early,
-                        interrupted)
+                        interrupted, result.checkpoint)
 
 
 def _reconcile(client, tracking: TrialTracking, outcomes: list[TrialOutcome]) -> None:

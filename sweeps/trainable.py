@@ -46,7 +46,6 @@ class TrialContext:
     varying: tuple[str, ...] = ()    # searched dimensions with more than one value
     threads: int = 1
     log_models: bool = True          # spec tracking.models: all (True) | none
-    latency_batch: int = 64          # spec tracking.latency_batch; 0: no latency measurement
 
 
 def trial_spec(context: TrialContext, hp: dict[str, Any]):
@@ -160,7 +159,8 @@ class EpochReporter:
         from ray import tune
 
         # Tune's progress table shows the first four metrics of a report: put these first.
-        ordered = {**{k: metrics[k] for k in PROGRESS_METRICS if k in metrics}, **metrics}
+        ordered = {**{k: metrics[k] for k in PROGRESS_METRICS if k in metrics}, **metrics,
+                   keys.RESULT_RUN_ID: self.run.run_id}
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
             if checkpoint is not None:
@@ -186,8 +186,8 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
         data = _load_data(spec)
         _log_dataset(run, spec, data)
         result = run_trial(spec, on_epoch=reporter, checkpoint=restored, data=data)
-        outputs = _trained_outputs(context, run, spec, result,
-                                   reporter.last_checkpoint or restored, data)
+        _log_trained_model(context, run, spec, result, reporter.last_checkpoint or restored,
+                           data)
     except SystemExit:
         # Tune stops a trial (e.g. ASHA) by raising SystemExit inside tune.report.
         run.end(keys.STATUS_FINISHED, stopped_early=True)
@@ -198,7 +198,7 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     except BaseException:
         run.end(keys.STATUS_FAILED)
         raise
-    final = {**result.metrics(), **outputs,
+    final = {**result.metrics(),
              keys.METRIC_TRIAL_SECONDS: time.perf_counter() - start,
              keys.METRIC_REPORT_SECONDS: reporter.seconds}
     # Values already logged at the last epoch are not logged twice at the same step.
@@ -239,39 +239,18 @@ def _log_dataset(run: TrialRun, spec, data) -> None:
     run.seconds += time.perf_counter() - start
 
 
-def _trained_outputs(context: TrialContext, run: TrialRun, spec, result,
-                     checkpoint: dict[str, Any] | None, data) -> dict[str, float]:
-    """Latency metrics of the trained network; its MLflow model (tracking.models: all)."""
-    if checkpoint is None:   # nothing trained in this attempt nor before: nothing to log
-        return {}
+def _log_trained_model(context: TrialContext, run: TrialRun, spec, result,
+                       checkpoint: dict[str, Any] | None, data) -> None:
+    """The trained network as the run's MLflow model (tracking.models: all). Its latency is
+    timed after the sweep's trials, alone on the device (sweeps.latency_pass)."""
+    if checkpoint is None or not context.log_models:   # nothing trained, or not wanted
+        return
     from sweeps.mlmodel import rebuild_network
 
     model = rebuild_network(checkpoint["config"], checkpoint["trainer"])
-    metrics = _latency(model, result.config, spec, context.latency_batch, run)
-    if context.log_models:
-        start = time.perf_counter()
-        _log_model(context, run, spec, result, model, data)
-        run.seconds += time.perf_counter() - start
-    return metrics
-
-
-def _latency(model, config, spec, batch: int, run: TrialRun) -> dict[str, float]:
-    from hetero.latency import measure_latency
-    from hetero.train import resolve_device
-
-    if batch <= 0:
-        return {}
-    device = resolve_device(spec.protocol.device)
-    shape = (config.in_channels, config.input_size, config.input_size)
-    measured = measure_latency(model, shape, device=device, batch_sizes=(1, batch))
-    model.to("cpu")
-    one, many = measured[1], measured[batch]
-    run.client.log_param(run.run_id, keys.PARAM_LATENCY_BATCH, batch)
-    run.client.set_tag(run.run_id, keys.TAG_LATENCY_DEVICE, one.device)
-    return {keys.METRIC_LATENCY_MS: one.median_ms, keys.METRIC_LATENCY_IQR_MS: one.iqr_ms,
-            keys.METRIC_BATCH_LATENCY_MS: many.median_ms,
-            keys.METRIC_BATCH_LATENCY_IQR_MS: many.iqr_ms,
-            keys.METRIC_THROUGHPUT: many.images_per_second}
+    start = time.perf_counter()
+    _log_model(context, run, spec, result, model, data)
+    run.seconds += time.perf_counter() - start
 
 
 def _log_model(context: TrialContext, run: TrialRun, spec, result, model, data) -> None:
