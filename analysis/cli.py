@@ -60,11 +60,25 @@ def command(args: argparse.Namespace) -> int:
           f"written to {args.out}: {', '.join(report.paths)}")
     if report.logged_to_run:
         print(f"logged on MLflow run {report.logged_to_run} under {keys.ARTIFACT_REPORT_DIR}/")
+    _print_links(report)
     print(report.comparison.paired_verdict)
     print(report.comparison.verdict)
     if args.register:
         return _register(report, args.register)
     return 0
+
+
+def _print_links(report) -> None:
+    from sweeps.tracking import is_sqlite, ui_url
+
+    sweep = report.sweep
+    where = (f" (after `mlflow ui --backend-store-uri {sweep.tracking_uri}`)"
+             if is_sqlite(sweep.tracking_uri) else "")
+    print(f"MLflow UI{where}: runs {ui_url(sweep.tracking_uri, sweep.experiment_id)}")
+    if report.logged_to_run:
+        summary = ui_url(sweep.tracking_uri, sweep.experiment_id, report.logged_to_run,
+                         f"{keys.ARTIFACT_REPORT_DIR}/summary.md")
+        print(f"  report {summary}")
 
 
 def _register(report, name: str) -> int:

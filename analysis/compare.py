@@ -103,8 +103,8 @@ def compare_to_uniform(trials: pd.DataFrame, *, cost: str = keys.METRIC_FLOPS,
     points = points.sort_values(cost, ignore_index=True)
     paired = paired_gains(trials, cost=cost)
     summary = paired_summary(paired, cost=cost)
-    return Comparison(curve, points, cost, verdict(curve, points, cost=cost), paired, summary,
-                      paired_verdict(summary))
+    return Comparison(curve, points, cost, verdict(curve, points, cost=cost, paired=summary),
+                      paired, summary, paired_verdict(summary))
 
 
 def _compare_points(trials: pd.DataFrame, curve: pd.DataFrame, cost: str,
@@ -189,10 +189,10 @@ def paired_verdict(summary: pd.DataFrame) -> str:
                 "FLOPs, so nothing could be paired.")
     levers = _varying_levers(compared)
     if int(compared["n_seeds"].max()) < 2:
-        return ("Paired by seed: one seed per setting, so this sweep cannot tell a gain from "
-                "seed-to-seed noise; run 3 or more seeds (the same seeds for both arms). "
-                "Single-seed gains: " + "; ".join(_setting_line(r, levers) for _, r in
-                                                   compared.iterrows()) + ".")
+        return ("Paired by seed: cannot tell. One seed per setting, so no difference below can "
+                "be told from seed-to-seed noise; run 3 or more seeds (the same seeds for both "
+                "arms). Differences, LW-DNA minus the uniform curve of its seed, one seed each: "
+                + "; ".join(_setting_line(r, levers) for _, r in compared.iterrows()) + ".")
     counts = compared["outcome"].value_counts()
     head = (f"Paired by seed, at equal FLOPs ({LEVEL:.0%} t-interval of the mean gain): "
             f"{counts.get(BETTER, 0)} setting(s) {BETTER}, {counts.get(WORSE, 0)} "
@@ -237,8 +237,14 @@ def _setting_line(row: pd.Series, levers: Sequence[str] = ()) -> str:
             f"{row['gain_ci_high']:+.2f}], n = {row['n_seeds']} seeds, {row['outcome']}")
 
 
-def verdict(curve: pd.DataFrame, points: pd.DataFrame, *, cost: str = keys.METRIC_FLOPS) -> str:
-    """One line: at how many LW-DNA budgets it beats the uniform curve, and by how much."""
+def verdict(curve: pd.DataFrame, points: pd.DataFrame, *, cost: str = keys.METRIC_FLOPS,
+            paired: pd.DataFrame | None = None) -> str:
+    """One line: the LW-DNA points' differences from the uniform curve, said as differences.
+
+    Whether a difference is a win is the paired comparison's to say (``paired``, the
+    :func:`paired_summary`): only a setting whose 95 % interval excludes 0 is better or worse;
+    with one seed per setting nothing is.
+    """
     if points.empty:
         return "No finished LW-DNA trial in this sweep: nothing to compare with the uniform curve."
     if curve.empty:
@@ -247,13 +253,27 @@ def verdict(curve: pd.DataFrame, points: pd.DataFrame, *, cost: str = keys.METRI
     gains = points["accuracy_gain_points"].dropna()
     if gains.empty:
         return _no_comparison(curve, cost)
-    line = (f"LW-DNA beats the uniform curve at {int((gains > 0).sum())} of {len(gains)} "
-            f"budgets inside its {_label(cost)} range, by {gains.mean():+.2f} points on average")
+    line = (f"Against the uniform curve (interpolated, seed means), LW-DNA minus uniform at "
+            f"{len(gains)} budgets inside its {_label(cost)} range: {gains.mean():+.2f} points on "
+            f"average (from {gains.min():+.2f} to {gains.max():+.2f})")
     saved = points[f"{cost}_saved_pct"].dropna()
     if not saved.empty:
-        line += f"; {_label(cost)} saved at equal accuracy: {saved.mean():+.1f}% on average"
+        line += (f"; {_label(cost)} difference at equal accuracy: {saved.mean():+.1f}% on "
+                 "average (positive: the LW-DNA needs fewer)")
     outside = len(points) - len(gains)
-    return line + (f" ({outside} outside the range not compared)." if outside else ".")
+    line += f" ({outside} outside the range not compared)." if outside else "."
+    return f"{line} {_win_note(paired)}"
+
+
+def _win_note(paired: pd.DataFrame | None) -> str:
+    """What may be said of these differences: only the paired intervals decide."""
+    if paired is None or paired.empty or int(paired["n_seeds"].max()) < 2:
+        return ("These are differences, not wins: with one seed per setting this sweep cannot "
+                "tell them from seed-to-seed noise.")
+    counts = paired["outcome"].value_counts()
+    return (f"These are differences, not wins: by the paired 95 % intervals, "
+            f"{counts.get(BETTER, 0)} setting(s) are better and {counts.get(WORSE, 0)} worse "
+            f"(the rest not distinguishable or not paired).")
 
 
 # ---- per arm -------------------------------------------------------------------------------------

@@ -14,9 +14,17 @@ import pandas as pd
 from analysis.pareto import Front
 from sweeps import keys
 
-__all__ = ["latency_table", "uniform_latency_at"]
+__all__ = ["latency_table", "uniform_latency_at", "within_spread"]
 
-LAT, FLOPS = keys.METRIC_LATENCY_MS, keys.METRIC_FLOPS
+LAT, FLOPS, IQR = keys.METRIC_LATENCY_MS, keys.METRIC_FLOPS, keys.METRIC_LATENCY_IQR_MS
+
+
+def within_spread(rows: pd.DataFrame) -> pd.Series:
+    """True where a network's latency differs from the uniform one at its FLOPs by no more than
+    the spread of the timings (the larger of the two IQRs): that difference is noise."""
+    spread = np.fmax(rows[IQR].to_numpy(float), rows["uniform_latency_iqr_ms"].to_numpy(float))
+    gap = np.abs(rows[LAT].to_numpy(float) - rows["uniform_latency_ms"].to_numpy(float))
+    return pd.Series(gap <= spread, index=rows.index)
 
 
 def uniform_latency_at(trials: pd.DataFrame, flops, metric: str = LAT):
@@ -43,9 +51,12 @@ def latency_table(trials: pd.DataFrame, front: Front) -> pd.DataFrame:
     rows = trials[((trials["kind"] == keys.KIND_LWDNA) & trials["run_id"].isin(on_front))
                   | (trials["kind"] == keys.KIND_BASELINE)].dropna(subset=[LAT])
     rows = rows.sort_values(["kind", FLOPS], ascending=[False, True]).copy()
-    rows["uniform_latency_ms"] = uniform_latency_at(trials, rows[FLOPS].to_numpy(float))
+    flops = rows[FLOPS].to_numpy(float)
+    rows["uniform_latency_ms"] = uniform_latency_at(trials, flops)
+    rows["uniform_latency_iqr_ms"] = uniform_latency_at(trials, flops, IQR)
     rows["latency_vs_uniform"] = rows[LAT] / rows["uniform_latency_ms"]
-    columns = ["kind", "run_name", FLOPS, keys.METRIC_FLOPS_RATIO, LAT, keys.METRIC_LATENCY_IQR_MS,
+    rows["latency_noise"] = within_spread(rows)
+    columns = ["kind", "run_name", FLOPS, keys.METRIC_FLOPS_RATIO, LAT, IQR,
                keys.METRIC_BATCH_LATENCY_MS, keys.METRIC_THROUGHPUT, "uniform_latency_ms",
-               "latency_vs_uniform", "latency_device"]
+               "uniform_latency_iqr_ms", "latency_vs_uniform", "latency_noise", "latency_device"]
     return rows[[c for c in columns if c in rows]].reset_index(drop=True)

@@ -49,7 +49,7 @@ FINAL_METRICS = (keys.METRIC_ACCURACY, keys.METRIC_TRAIN_ACCURACY, keys.METRIC_F
                  *keys.LATENCY_METRICS)
 TRIAL_COLUMNS = ("kind", *TEXT_PARAMS, *NUMERIC_PARAMS, keys.PARAM_SEED, *FINAL_METRICS,
                  keys.METRIC_SECONDS_PER_IMAGE, "run_id", "run_name", "stopped_early",
-                 "start_time", "widths", "base_widths", "model_uri", "latency_device")
+                 "start_time", "widths", "base_widths", "model_uri", "latency_device", "num_test")
 
 
 @dataclass(frozen=True)
@@ -265,11 +265,21 @@ def _trial_row(run: Run, uri: str, tmp: Path) -> dict:
                stopped_early=tags.get(keys.TAG_STOPPED_EARLY, "").lower() == "true",
                start_time=pd.to_datetime(run.info.start_time, unit="ms"),
                model_uri=tags.get(keys.TAG_MODEL_URI),
-               latency_device=tags.get(keys.TAG_LATENCY_DEVICE))
+               latency_device=tags.get(keys.TAG_LATENCY_DEVICE), num_test=_test_images(run))
     configs = _call(uri, lambda: _config_widths(run, uri, tmp))
     row["widths"] = configs[keys.ARTIFACT_CONFIG]
     row["base_widths"] = configs[keys.ARTIFACT_BASE_CONFIG]
     return row
+
+
+def _test_images(run: Run) -> float:
+    """Test-split size from the run's logged dataset profile (NaN when it has none)."""
+    for entry in getattr(run.inputs, "dataset_inputs", None) or []:
+        try:
+            return float(json.loads(entry.dataset.profile)["num_test"])
+        except (TypeError, ValueError, KeyError):
+            continue
+    return float("nan")
 
 
 def _number(text: str | None) -> float:

@@ -18,16 +18,19 @@ from analysis.compare import (
 )
 from analysis.load import Sweep
 from analysis.pareto import Front
+from analysis.stats import ci_half_width
 from analysis.units import format_count, format_percent
 from sweeps import keys
 
 ACC, FLOPS = keys.METRIC_ACCURACY, keys.METRIC_FLOPS
 
 
-PAIRED_NOTE = ("Gain: LW-DNA accuracy minus the accuracy of the uniform curve drawn from the "
-               "baselines of the same seed and data fraction, at the LW-DNA's FLOPs (points). "
-               "CI: 95 % t-interval of the mean over seeds; an interval that contains 0 is "
-               "'not distinguishable'.")
+PAIRED_NOTE = ("Difference: LW-DNA accuracy minus the accuracy of the uniform curve drawn from "
+               "the baselines of the same seed and data fraction, at the LW-DNA's FLOPs "
+               "(points; mean over seeds). CI: 95 % t-interval of that mean; only an interval "
+               "that excludes 0 makes the LW-DNA better or worse, one that contains 0 is 'not "
+               "distinguishable', and one seed cannot tell.")
+PM = "± 95 % CI"   # the one meaning of ± in every table: half width of the t-interval over seeds
 ARMS_NOTE = ("Train accuracy: the last epoch's running accuracy over its augmented training "
              "mini-batches. Gap: train minus test accuracy (points), computed per seed.")
 
@@ -42,13 +45,15 @@ def summary_markdown(sweep: Sweep, front: Front, comparison: Comparison, aggrega
                 markdown_table(_paired_rows(comparison)), PAIRED_NOTE,
                 *_controls_section(sweep.trials),
                 *_equal_time_section(sweep.trials),
-                "## Arms (mean ± 95 % CI over seeds)", markdown_table(arm_rows(arms)), ARMS_NOTE,
+                f"## Arms (mean {PM} over seeds)", markdown_table(arm_rows(arms)), ARMS_NOTE,
                 "## Pareto front (accuracy up, FLOPs down)", markdown_table(_front_rows(front)),
                 _front_note(front, volume, reference),
                 "## LW-DNA vs the uniform-width curve", markdown_table(_compare_rows(comparison)),
-                "Gain: LW-DNA accuracy minus the uniform curve's at the same FLOPs (linear "
-                "interpolation, running-max curve, never extrapolated). Saved: the uniform "
-                "curve's FLOPs at the same accuracy minus the LW-DNA's, in % of the former.",
+                "Difference: LW-DNA accuracy minus the uniform curve's at the same FLOPs "
+                "(seed means; linear interpolation, running-max curve, never extrapolated). "
+                "FLOPs difference: the uniform curve's FLOPs at the same accuracy minus the "
+                "LW-DNA's, in % of the former. Differences, not wins: the paired comparison "
+                "above says which are more than seed-to-seed noise.",
                 "## Uniform-width curve", markdown_table(_curve_rows(comparison.curve)),
                 *_latency_section(sweep, front)]
     return "\n\n".join(sections) + "\n"
@@ -64,21 +69,30 @@ def _latency_section(sweep: Sweep, front: Front) -> list[str]:
     rows = pd.DataFrame({
         "kind": table["kind"], "run": table["run_name"], "FLOPs": table[FLOPS].map(format_count),
         "FLOPs ratio": table[keys.METRIC_FLOPS_RATIO].map(lambda v: _num(v, ".3f")),
-        "latency b1 [ms]": [f"{m:.3f} ± {i:.3f}" for m, i in
-                            zip(table[keys.METRIC_LATENCY_MS], table[keys.METRIC_LATENCY_IQR_MS],
-                                strict=True)],
+        "latency b1 median [ms]": table[keys.METRIC_LATENCY_MS].map(lambda v: _num(v, ".3f")),
+        "IQR [ms]": table[keys.METRIC_LATENCY_IQR_MS].map(lambda v: _num(v, ".3f")),
         "batch latency [ms]": table[keys.METRIC_BATCH_LATENCY_MS].map(lambda v: _num(v, ".2f")),
         "throughput [img/s]": table[keys.METRIC_THROUGHPUT].map(lambda v: _num(v, ".0f")),
         "uniform b1 same FLOPs [ms]": table["uniform_latency_ms"].map(lambda v: _num(v, ".3f")),
-        "vs uniform": table["latency_vs_uniform"].map(
-            lambda v: _num(v, ".2f") + ("×" if math.isfinite(v) else ""))})
+        "vs uniform": [_ratio(v, noise) for v, noise in
+                       zip(table["latency_vs_uniform"], table["latency_noise"], strict=True)]})
     return [f"## Latency (measured on {', '.join(device) or 'the trial device'})",
             markdown_table(rows),
-            "Median ± IQR per forward call after a warm-up (torch.utils.benchmark), batch 1; "
-            "the batch column uses the throughput batch. Uniform same FLOPs: the baselines' "
-            "batch-1 latency interpolated linearly in FLOPs (– outside their range). vs uniform "
-            "above 1×: this LW-DNA is slower than a uniform network of equal FLOPs.",
+            "Timed after the sweep's trials, one network at a time on a trial's device "
+            "(nothing else of the sweep running there). Median and interquartile range (IQR) "
+            "per forward call after a warm-up (torch.utils.benchmark), batch 1; the batch "
+            "column uses the throughput batch. Uniform same FLOPs: the baselines' batch-1 "
+            "latency interpolated linearly in FLOPs (– outside their range). vs uniform above "
+            "1×: this LW-DNA is slower than a uniform network of equal FLOPs; *noise*: the "
+            "difference is inside the spread of the timings (the larger IQR of the two), so "
+            "it says nothing either way.",
             *_noise_note(table)]
+
+
+def _ratio(value: float, noise: bool) -> str:
+    if not math.isfinite(value):
+        return "–"
+    return f"{value:.2f}×" + (" (noise)" if noise and abs(value - 1) > 0 else "")
 
 
 def _noise_note(table: pd.DataFrame) -> list[str]:
@@ -86,8 +100,8 @@ def _noise_note(table: pd.DataFrame) -> list[str]:
     if not noisy:
         return []
     return [f"**Noisy:** on {noisy} of {len(table)} rows the IQR exceeds half the median: the "
-            "device was busy while trials measured (concurrent trials or other work); re-run on "
-            "an idle device (resources.max_concurrent: 1) before trusting these ratios."]
+            "device was busy with other work while the networks were timed; time them again on "
+            "an idle machine before trusting these ratios."]
 
 
 def markdown_table(rows: pd.DataFrame) -> str:
@@ -114,12 +128,23 @@ def _overview(sweep: Sweep, front: Front, aggregated: bool) -> str:
              f"- sweep status: {sweep.status}"
              + (" (interrupted: finish it with `hetero sweep SPEC --resume --name "
                 f"{sweep.name}`)" if sweep.status == keys.STATUS_KILLED else ""),
-             "- seeds: " + ("averaged per setting (mean ± sample std)" if aggregated
-                            else "one per setting (no averaging)")]
+             "- seeds: " + (f"averaged per setting (mean; {PM} half width)" if aggregated
+                            else "one per setting (no averaging: cannot tell a difference from "
+                                 "seed-to-seed noise)"),
+             *_resolution(trials)]
     if sweep.other_parent_run_ids:
         lines.append(f"- older runs of this sweep (pick with --parent-run-id): "
                      f"{', '.join(sweep.other_parent_run_ids)}")
     return "\n".join(lines)
+
+
+def _resolution(trials: pd.DataFrame) -> list[str]:
+    """What one test image is worth in accuracy points (from the logged dataset profile)."""
+    if "num_test" not in trials or trials["num_test"].isna().all():
+        return []
+    sizes = sorted({int(n) for n in trials["num_test"].dropna()})
+    worth = ", ".join(f"{n:,} images: one image = {100 / n:.3g} points" for n in sizes)
+    return [f"- test set: {worth} of accuracy; no difference is finer than that"]
 
 
 def _front_note(front: Front, volume: float, reference: Sequence[float]) -> str:
@@ -135,8 +160,9 @@ def _front_rows(front: Front) -> pd.DataFrame:
     return pd.DataFrame({
         "kind": p["kind"], "criterion": p[keys.PARAM_CRITERION],
         "width ×": p[keys.PARAM_WIDTH_MULT].map(_num), "target": p[keys.PARAM_TARGET].map(_num),
-        "accuracy": [_acc(a, p.get(f"{ACC}_std", pd.Series(index=p.index)).get(i))
-                     for i, a in p[ACC].items()],
+        f"accuracy ({PM})": [_acc(a, p.get(f"{ACC}_std", pd.Series(index=p.index)).get(i),
+                                  p["n_seeds"][i] if "n_seeds" in p else 1)
+                             for i, a in p[ACC].items()],
         "FLOPs": p[FLOPS].map(format_count), "params": p[keys.METRIC_PARAMS].map(format_count),
         "FLOPs ratio": p[keys.METRIC_FLOPS_RATIO].map(lambda v: _num(v, ".3f")),
         "seeds": p["n_seeds"] if "n_seeds" in p else 1, "run": p["run_id"]})
@@ -149,9 +175,9 @@ def _compare_rows(comparison: Comparison) -> pd.DataFrame:
         "target": p[keys.PARAM_TARGET].map(_num), "accuracy": p[ACC].map(format_percent),
         "FLOPs": p[cost].map(format_count),
         "uniform acc. same FLOPs": p[f"baseline_{ACC}_at_{cost}"].map(format_percent),
-        "gain [points]": p["accuracy_gain_points"].map(lambda v: _num(v, "+.2f")),
+        "difference [points]": p["accuracy_gain_points"].map(lambda v: _num(v, "+.2f")),
         "uniform FLOPs same acc.": p[f"baseline_{cost}_at_{ACC}"].map(format_count),
-        "FLOPs saved": p[f"{cost}_saved_pct"].map(lambda v: _num(v, "+.1f") + "%"),
+        "FLOPs difference": p[f"{cost}_saved_pct"].map(lambda v: _num(v, "+.1f") + "%"),
         "note": [" ; ".join(r for r in pair if r)
                  for pair in zip(p["gain_reason"], p["saving_reason"], strict=True)]})
 
@@ -163,7 +189,7 @@ def _paired_rows(comparison: Comparison) -> pd.DataFrame:
     return pd.DataFrame({
         **_setting_columns(p),
         "FLOPs": p[comparison.cost].map(format_count),
-        "gain [points]": p["gain_mean"].map(lambda v: _num(v, "+.2f")),
+        "difference [points]": p["gain_mean"].map(lambda v: _num(v, "+.2f")),
         "std": p["gain_std"].map(lambda v: _num(v, ".2f")),
         "95 % CI": [_interval(lo, hi) for lo, hi in zip(p["gain_ci_low"], p["gain_ci_high"],
                                                        strict=True)],
@@ -176,10 +202,12 @@ def arm_rows(arms: pd.DataFrame) -> pd.DataFrame:
         return arms
     return pd.DataFrame({
         "arm": arms["kind"], **_setting_columns(arms),
-        "test acc. [%]": [_ci(m, c) for m, c in zip(arms[ACC], arms[f"{ACC}_ci"], strict=True)],
-        "train acc. [%]": [_ci(m, c) for m, c in zip(arms[TRAIN_ACC], arms[f"{TRAIN_ACC}_ci"],
-                                                     strict=True)],
-        "gap [points]": [_ci(m, c) for m, c in zip(arms[GAP], arms[f"{GAP}_ci"], strict=True)],
+        f"test acc. [%] ({PM})": [_ci(m, c) for m, c in zip(arms[ACC], arms[f"{ACC}_ci"],
+                                                            strict=True)],
+        f"train acc. [%] ({PM})": [_ci(m, c) for m, c in
+                                   zip(arms[TRAIN_ACC], arms[f"{TRAIN_ACC}_ci"], strict=True)],
+        f"gap [points] ({PM})": [_ci(m, c) for m, c in zip(arms[GAP], arms[f"{GAP}_ci"],
+                                                           strict=True)],
         "FLOPs": arms[FLOPS].map(format_count),
         "params": arms[keys.METRIC_PARAMS].map(format_count), "seeds": arms["n_seeds"]})
 
@@ -224,14 +252,17 @@ def _curve_rows(curve: pd.DataFrame) -> pd.DataFrame:
         return curve
     return pd.DataFrame({
         "width ×": curve[keys.PARAM_WIDTH_MULT].map(_num), "FLOPs": curve[FLOPS].map(format_count),
-        "accuracy": [_acc(a, s) for a, s in zip(curve[ACC], curve[f"{ACC}_std"], strict=True)],
+        f"accuracy ({PM})": [_acc(a, s, n) for a, s, n in
+                             zip(curve[ACC], curve[f"{ACC}_std"], curve["n_seeds"], strict=True)],
         "running max": curve["envelope"].map(format_percent), "seeds": curve["n_seeds"]})
 
 
-def _acc(mean: float, std: float | None) -> str:
-    if std is None or not math.isfinite(std):
+def _acc(mean: float, std: float | None, n_seeds) -> str:
+    """Mean accuracy [%], ± the 95 % CI half width over its seeds when there are two or more."""
+    half = ci_half_width(std, int(n_seeds)) if std is not None else float("nan")
+    if not math.isfinite(half):
         return format_percent(mean)
-    return f"{format_percent(mean)} ± {100 * std:.2f}"
+    return f"{format_percent(mean)} ± {100 * half:.2f}"
 
 
 def _num(value, fmt: str = "g") -> str:

@@ -4,6 +4,9 @@ This package is the method. It imports torch, torchvision, numpy and scikit-lear
 ray, optuna or mlflow: sweeps and tracking attach through callbacks (see ``sweeps``).
 """
 
+import sys
+import types
+
 from hetero.config import ChannelConfig, make_divisible
 
 __all__ = ["ChannelConfig", "Complexity", "complexity", "create_model", "make_divisible",
@@ -29,3 +32,21 @@ def __getattr__(name: str):
 
         return Complexity
     raise AttributeError(f"module 'hetero' has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """``hetero.complexity`` is the public function, not the submodule of the same name.
+
+    Importing a submodule binds it on its package (``hetero.complexity = <module>``), which
+    would shadow the factory's function for everyone after the first import of the submodule.
+    Refusing that binding keeps ``hetero.complexity(...)`` and ``from hetero import complexity``
+    the function; ``from hetero.complexity import Complexity`` still reads the submodule.
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _FACTORY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

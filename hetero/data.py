@@ -72,6 +72,10 @@ class ImageData:
     num_train: int
     num_test: int
     device: torch.device
+    # Per-channel normalisation of images scaled to [0, 1]: a batch is (x - mean) / std. A
+    # network handed out carries them as its first layer (hetero.preprocess).
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
 
     def train_batches(self, batch_size: int, *, augment: bool = True, flip: bool = True,
                       seed: int = 0, epoch: int = 0, device=None
@@ -81,6 +85,11 @@ class ImageData:
 
     def test_batches(self, batch_size: int, device=None
                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        raise NotImplementedError
+
+    def test_images(self, count: int) -> torch.Tensor:
+        """The first ``count`` test images as a user has them: float32, scaled to [0, 1], not
+        normalised (CPU)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -107,6 +116,7 @@ class TensorImageData(ImageData):
         self.num_train, self.num_test = len(self.train_y), len(self.test_y)
         self.pad = _crop_padding(self.input_size)
         self.mean, self.std, self.from_cache = tuple(mean), tuple(std), from_cache
+        self.scale = scale
         std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self._mul = scale / std_t
         self._add = -torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) / std_t
@@ -142,6 +152,9 @@ class TensorImageData(ImageData):
         for start in range(0, self.num_test, batch_size):
             x, y = self.test_x[start:start + batch_size], self.test_y[start:start + batch_size]
             yield self._normalize(x, device), y.to(device)
+
+    def test_images(self, count):
+        return self.test_x[:count].cpu().float() * self.scale
 
 
 def _random_crop(x: torch.Tensor, shifts: torch.Tensor, pad: int) -> torch.Tensor:
@@ -188,14 +201,20 @@ class StreamingImageData(ImageData):
         self.num_train, self.num_test = len(train), len(test)
         self.device = torch.device(device)
         self.workers = min(8, os.cpu_count() or 1) if workers is None else workers
+        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
 
-    def _transform(self, train: bool, flip: bool = True):
+    def _transform(self, train: bool, flip: bool = True, normalize: bool = True):
         from torchvision import transforms as T
 
         size = self.input_size
         head = ([T.RandomResizedCrop(size), *([T.RandomHorizontalFlip()] if flip else [])]
                 if train else [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)])
-        return T.Compose([*head, T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        tail = [T.Normalize(IMAGENET_MEAN, IMAGENET_STD)] if normalize else []
+        return T.Compose([*head, T.ToTensor(), *tail])
+
+    def test_images(self, count):
+        dataset = _FileDataset(self.test[:count], self._transform(False, normalize=False))
+        return torch.stack([dataset[i][0] for i in range(len(dataset))])
 
     def _batches(self, samples, transform, batch_size, sampler, gen, device):
         device = self.device if device is None else torch.device(device)

@@ -58,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None,
                         help="sweep name (Tune experiment folder and MLflow sweep tag); "
                              "default: the spec's name")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--verbose", dest="output", action="store_const", const="verbose",
+                       help="show Ray Tune's own tables and logs (and the trials' output) "
+                            "instead of the one progress line")
+    shown.add_argument("--quiet", dest="output", action="store_const", const="quiet",
+                       help="print nothing but the summary at the end")
+    parser.set_defaults(output="progress")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -78,7 +85,7 @@ def command(args: argparse.Namespace) -> int:
             spec = load_spec(args.spec, check=False)
             results = run_sweep(spec, address=args.address, tracking_uri=args.tracking_uri,
                                 resume=args.resume, name=args.name, smoke_test=args.smoke_test,
-                                experiment=args.experiment)
+                                experiment=args.experiment, output=args.output)
     except SweepFinished as exc:
         print(f"hetero sweep: {exc}", file=sys.stderr)
         return 0
@@ -98,28 +105,14 @@ def command(args: argparse.Namespace) -> int:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    import torch
-
-    from hetero.config import ChannelConfig
     from hetero.export import DEFAULT_TOLERANCE, export_and_check
-    from sweeps import keys
-    from sweeps.mlmodel import EXTRA_DIR, example_input, load_network, read_extra, test_batch
+    from sweeps.mlmodel import load_network
 
     if Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a folder: pass a file to write, e.g. "
                          f"{Path(args.out) / ('lwdna.' + args.format)}")
     model, folder = load_network(args.model, args.tracking_uri)
-    batch = test_batch(folder, args.batch)
-    source = "test images"
-    if batch is None:
-        text = read_extra(folder, keys.ARTIFACT_CONFIG)
-        if text is None:
-            raise FileNotFoundError(f"model folder {folder} has no {EXTRA_DIR}/"
-                                    f"{keys.ARTIFACT_CONFIG} (not a hetero network): pass a "
-                                    "sweep trial's run id or the model/ folder `hetero run` wrote")
-        config = ChannelConfig.from_json(text)
-        batch = torch.from_numpy(example_input(config, args.batch))
-        source = "random inputs (the model's dataset is not available here)"
+    batch, source = _check_batch(model, folder, args.batch)
     check = export_and_check(model, batch[:1], args.format, args.out, check_batch=batch)
     ok = check.ok()
     print(f"wrote {check.path} ({args.format}); max |{args.format} - PyTorch| over "
@@ -128,11 +121,33 @@ def export_command(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _check_batch(model, folder, size: int):
+    """Real images to export with and check on: the model's test split when its dataset loads
+    here, else the input example stored with the model. A network with its normalisation inside
+    (every one logged now) takes them scaled to [0, 1]; an older folder's bare network takes
+    them normalised."""
+    from hetero.preprocess import Normalize
+    from sweeps.mlmodel import EXTRA_DIR, stored_example, test_batch
+
+    raw = isinstance(getattr(model, "normalize", None), Normalize)
+    batch = test_batch(folder, size, raw=raw)
+    if batch is not None:
+        return batch, "test images"
+    batch = stored_example(folder) if raw else None
+    if batch is None:
+        raise FileNotFoundError(f"model folder {folder} has neither a loadable dataset "
+                                f"({EXTRA_DIR}/trial.json) nor an input example: pass a sweep "
+                                "trial's run id or the model/ folder `hetero run` wrote, where "
+                                "its dataset is available")
+    return batch, "images of the model's input example (its dataset is not available here)"
+
+
 def save_model_folder(folder, state, result, spec) -> None:
     """``hetero run``'s network as an MLflow model folder, the same as a sweep's child run logs."""
     from sweeps.mlmodel import rebuild_network, save_network
 
     model = rebuild_network(state["config"], state["trainer"])
     info = {"accuracy": result.accuracy, "flops": result.flops, "flops_ratio": result.flops_ratio}
+    # the trial's dataset (loaded again, on the CPU) gives the normalisation put in the model
     save_network(model, folder, config=result.config, trial={"kind": spec.kind, **spec.to_dict()},
                  metadata=info)

@@ -18,7 +18,11 @@ TAG_NODE_IP = "node_ip"           # Ray node that ran the trial
 TAG_FAILURE = "failure"           # why a trial failed for good (e.g. diverged), on FAILED runs
 TAG_MODEL_URI = "model_uri"       # the trained network's MLflow model (models:/<id>)
 TAG_LATENCY_DEVICE = "latency_device"  # where latency was measured (the trial's device)
+TAG_LATENCY_TIMING = "latency_timing"  # how: LATENCY_TIMING_EXCLUSIVE (alone, after the trials)
+LATENCY_TIMING_EXCLUSIVE = "exclusive"
 TAG_NOTE = "mlflow.note.content"  # the run's description in the UI (markdown)
+TAG_SOURCE_NAME = "mlflow.source.name"  # the UI's "Source" / "Logged from": what wrote the run
+TAG_SOURCE_TYPE = "mlflow.source.type"
 TAG_DATASET_DIGEST = "dataset_digest"  # content digest of the data (also in the run's inputs)
 TAG_SWEEP_ARGS = "sweep_args"     # on the parent: what `hetero sweep` was started with (JSON)
 
@@ -111,8 +115,24 @@ METRIC_THROUGHPUT = "throughput"                # images/s at the throughput bat
 LATENCY_METRICS = (METRIC_LATENCY_MS, METRIC_LATENCY_IQR_MS, METRIC_BATCH_LATENCY_MS,
                    METRIC_BATCH_LATENCY_IQR_MS, METRIC_THROUGHPUT)
 
+# on the sweep's parent run, when the sweep ends (trial counts; the best accuracies of finished
+# trials; the accuracy x FLOPs front of finished trials, each seed its own point: its size and
+# hypervolume against the worst finished values, as summary.md's with one seed per setting)
+METRIC_SWEEP_TRIALS = "trials"
+METRIC_SWEEP_FINISHED = "trials_finished"
+METRIC_SWEEP_FAILED = "trials_failed"
+METRIC_SWEEP_STOPPED = "trials_stopped_early"
+METRIC_BEST_ACCURACY = "best_accuracy"
+METRIC_BEST_LWDNA_ACCURACY = "best_lwdna_accuracy"
+METRIC_BEST_BASELINE_ACCURACY = "best_baseline_accuracy"
+METRIC_FRONT_POINTS = "pareto_points"
+METRIC_HYPERVOLUME = "hypervolume"
+
 PER_EPOCH_METRICS = (METRIC_TRAIN_LOSS, METRIC_TRAIN_ACCURACY, METRIC_TEST_LOSS, METRIC_ACCURACY,
                      METRIC_TOP5, METRIC_LR, METRIC_EPOCH_SECONDS, METRIC_IMAGES_PER_SECOND)
+
+# ---- Tune results: what a trial reports to Tune besides its metrics ----------------------------
+RESULT_RUN_ID = "mlflow_run_id"   # the trial's MLflow run (the Optuna study's user attribute)
 
 # ---- artifacts ---------------------------------------------------------------------------------
 ARTIFACT_CONFIG = "lwdna.json"          # ChannelConfig JSON of the trained network

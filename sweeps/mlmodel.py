@@ -1,10 +1,13 @@
 """A trained network as an MLflow model: build it back from a checkpoint, save, log, load.
 
 The model folder is MLflow's PyTorch flavour (``MLmodel``, the pickled module, a signature and an
-input example) with the LW-DNA's files alongside under ``extra_files/``: the ChannelConfig JSON,
-the training protocol, the whole trial spec and the weights alone (``weights.pt``, tensors only).
-``hetero run --out`` writes the same folder as a sweep's child run logs, so
-``mlflow.pytorch.load_model`` reads either.
+input example of real test images) with the LW-DNA's files alongside under ``extra_files/``: the
+ChannelConfig JSON, the training protocol, the whole trial spec and the weights alone
+(``weights.pt``, tensors only). ``hetero run --out`` writes the same folder as a sweep's child run
+logs, so ``mlflow.pytorch.load_model`` reads either.
+
+The logged module is self-contained: its first layer normalises images scaled to [0, 1] with the
+dataset's mean and std (``hetero.preprocess``), which MLmodel's metadata also records (``input``).
 
 hetero itself never unpickles a module from a folder or a tracking server (a planted pickle runs
 code when loaded): :func:`load_network` rebuilds the network from ``lwdna.json`` and loads
@@ -22,14 +25,15 @@ from typing import Any
 from sweeps import keys
 from sweeps.tracking import no_artifact_progress_bars, resolve_tracking_uri
 
-__all__ = ["rebuild_network", "example_input", "save_network", "log_network", "load_network",
-           "rebuild_from_folder", "read_extra", "is_model_folder", "test_batch", "run_model_uri",
-           "MODEL_NAME", "EXTRA_DIR", "WEIGHTS_FILE"]
+__all__ = ["rebuild_network", "deployable", "input_metadata", "save_network", "log_network",
+           "load_network", "rebuild_from_folder", "read_extra", "is_model_folder", "test_batch",
+           "stored_example", "run_model_uri", "MODEL_NAME", "EXTRA_DIR", "WEIGHTS_FILE"]
 
 MODEL_NAME = keys.MODEL_NAME  # runs:/<run_id>/model
 EXTRA_DIR = "extra_files"     # where MLflow puts extra_files inside the model folder
 TRIAL_FILE, PROTOCOL_FILE = "trial.json", "protocol.json"
 WEIGHTS_FILE = "weights.pt"   # the state_dict alone: loaded with weights_only=True
+EXAMPLE_IMAGES = 2            # real test images as the model's input example
 # Pickle is chosen on purpose (see _flavor_args); MLflow warns about it on every save, which in a
 # sweep is one identical warning per trial.
 logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
@@ -45,13 +49,22 @@ def rebuild_network(config: dict[str, Any], trainer_state: dict[str, Any]):
     return model.to("cpu").eval()
 
 
-def example_input(config, batch: int = 1):
-    """A fixed float32 batch of the network's input shape (numpy, for MLflow)."""
-    import numpy as np
+def deployable(network, data):
+    """``network`` behind the input normalisation of ``data`` (hetero.preprocess), eval mode."""
+    from hetero.preprocess import with_normalization
 
-    rng = np.random.default_rng(0)
-    shape = (batch, config.in_channels, config.input_size, config.input_size)
-    return rng.standard_normal(shape).astype(np.float32)
+    return with_normalization(network, data.mean, data.std).eval()
+
+
+def input_metadata(data) -> dict[str, Any]:
+    """What the deployed network expects, for MLmodel's metadata and the logged model's params."""
+    return {"layout": "NCHW float32", "range": [0.0, 1.0],
+            "shape": [data.in_channels, data.input_size, data.input_size],
+            "mean": [round(float(m), 6) for m in data.mean],
+            "std": [round(float(s), 6) for s in data.std],
+            "normalization": "inside the model (its first layer, `normalize`): feed images "
+                             "scaled to [0, 1]; `model.network` is the bare network, which "
+                             "takes (x - mean) / std"}
 
 
 def _signature(model, example):
@@ -64,12 +77,15 @@ def _signature(model, example):
 
 
 def _pip_requirements() -> list[str]:
-    # Explicit: MLflow's inference loads the model in a subprocess (seconds per trial).
+    # Explicit: MLflow's inference loads the model in a subprocess (seconds per trial). hetero
+    # itself too: the pickled module is hetero's classes.
     import numpy
     import torch
     import torchvision
 
-    return [f"torch=={torch.__version__.split('+')[0]}",
+    import hetero
+
+    return [f"hetero=={hetero.__version__}", f"torch=={torch.__version__.split('+')[0]}",
             f"torchvision=={torchvision.__version__.split('+')[0]}", f"numpy=={numpy.__version__}"]
 
 
@@ -85,9 +101,9 @@ def _write_extras(folder: Path, model, config, trial: dict[str, Any]) -> list[st
     return [str(folder / name) for name in (*files, WEIGHTS_FILE)]
 
 
-def _flavor_args(model, config, trial: dict[str, Any], metadata: dict[str, Any], tmp: Path
-                 ) -> dict[str, Any]:
-    example = example_input(config)
+def _flavor_args(model, data, config, trial: dict[str, Any], metadata: dict[str, Any],
+                 tmp: Path) -> dict[str, Any]:
+    example = data.test_images(EXAMPLE_IMAGES).numpy()
     # pickle, not MLflow 3's default pt2: the loaded network is the hetero module itself (train
     # and eval modes, fine-tuning, any batch size); it needs hetero importable to load.
     return {"signature": _signature(model, example), "input_example": example,
@@ -95,44 +111,70 @@ def _flavor_args(model, config, trial: dict[str, Any], metadata: dict[str, Any],
             "extra_files": _write_extras(tmp, model, config, trial),
             "pip_requirements": _pip_requirements(),
             "metadata": {"family": config.family, "variant": config.variant,
-                         "kind": trial.get("kind", "lwdna"), **metadata}}
+                         "kind": trial.get("kind", "lwdna"), "input": input_metadata(data),
+                         **metadata}}
 
 
-def save_network(model, path, *, config, trial: dict[str, Any],
+def _trial_data(trial: dict[str, Any]):
+    """The trial's dataset on the CPU (its test split and statistics: the fraction of the
+    training split a trial used changes neither)."""
+    from hetero.data import load_dataset
+
+    return load_dataset(trial["dataset"], trial.get("data_dir"), device="cpu",
+                        input_size=trial.get("input_size"))
+
+
+def save_network(network, path, *, config, trial: dict[str, Any], data=None,
                  metadata: dict[str, Any] | None = None) -> Path:
-    """Write the MLflow model folder at ``path`` (replaced if it exists)."""
+    """Write the MLflow model folder at ``path`` (replaced if it exists): ``network`` behind
+    the input normalisation of ``data`` (default: the trial's dataset)."""
     import shutil
 
     import mlflow.pytorch
 
+    data = data if data is not None else _trial_data(trial)
+    model = deployable(network, data)
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
     with tempfile.TemporaryDirectory() as tmp, no_artifact_progress_bars():
-        mlflow.pytorch.save_model(model.eval(), str(path),
-                                  **_flavor_args(model, config, trial, metadata or {}, Path(tmp)))
+        mlflow.pytorch.save_model(model, str(path), **_flavor_args(
+            model, data, config, trial, metadata or {}, Path(tmp)))
     return path
 
 
-def log_network(tracking_uri: str, experiment_id: str, run_id: str, model, *, config,
-                trial: dict[str, Any], step: int = 0,
-                metadata: dict[str, Any] | None = None) -> str:
-    """Log the network on ``run_id`` as MLflow model ``model``; returns its model URI.
+def log_network(tracking_uri: str, experiment_id: str, run_id: str, network, *, config,
+                trial: dict[str, Any], data=None, step: int = 0,
+                metadata: dict[str, Any] | None = None,
+                tags: dict[str, str] | None = None) -> str:
+    """Log ``network`` behind the input normalisation of ``data`` (default: the trial's
+    dataset) on ``run_id`` as MLflow model ``model``; returns its model URI.
 
     ``step``: the run's metrics at this step are linked to the model (the UI shows them).
+    ``tags``: on the logged model (e.g. what logged it, instead of the Ray worker's script).
     """
     import mlflow
     import mlflow.pytorch
 
+    data = data if data is not None else _trial_data(trial)
+    model = deployable(network, data)
     # The fluent log_model reads the global URI, and creates the logged model in the *active*
     # experiment: elsewhere, runs:/<run_id>/model would not find it.
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment_id=experiment_id)
     with tempfile.TemporaryDirectory() as tmp, no_artifact_progress_bars():
-        info = mlflow.pytorch.log_model(model.eval(), name=MODEL_NAME, run_id=run_id, step=step,
-                                        **_flavor_args(model, config, trial, metadata or {},
-                                                       Path(tmp)))
+        info = mlflow.pytorch.log_model(model, name=MODEL_NAME, run_id=run_id, step=step,
+                                        params=_model_params(data), tags=tags,
+                                        **_flavor_args(model, data, config, trial,
+                                                       metadata or {}, Path(tmp)))
     return info.model_uri
+
+
+def _model_params(data) -> dict[str, str]:
+    # Shown on the logged model's page in the UI, next to its metrics.
+    meta = input_metadata(data)
+    return {"input_range": "[0, 1]", "input_mean": json.dumps(meta["mean"]),
+            "input_std": json.dumps(meta["std"])}
 
 
 def is_model_folder(ref: str) -> bool:
@@ -173,6 +215,7 @@ def rebuild_from_folder(folder: Path):
 
     from hetero.config import ChannelConfig
     from hetero.materialize import materialize
+    from hetero.preprocess import PREPROCESS, with_normalization
 
     config, weights = read_extra(folder, keys.ARTIFACT_CONFIG), folder / EXTRA_DIR / WEIGHTS_FILE
     if config is None or not weights.is_file():
@@ -183,7 +226,11 @@ def rebuild_from_folder(folder: Path):
             "with mlflow.pytorch.load_model")
     try:
         model = materialize(ChannelConfig.from_json(config))
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        mean, std = state.get(f"{PREPROCESS}.mean"), state.get(f"{PREPROCESS}.std")
+        if mean is not None and std is not None:   # the deployable network: normalisation first
+            model = with_normalization(model, mean.flatten().tolist(), std.flatten().tolist())
+        model.load_state_dict(state)
     except (pickle.UnpicklingError, RuntimeError, ValueError, KeyError, EOFError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise ValueError(f"model folder {folder}: its {WEIGHTS_FILE} and "
@@ -252,21 +299,30 @@ def read_extra(folder, name: str) -> str | None:
 
 
 
-def test_batch(folder, size: int):
-    """The first ``size`` test images of the model's dataset (CPU), or None when unavailable.
+def test_batch(folder, size: int, *, raw: bool = True):
+    """The first ``size`` test images of the model's dataset (CPU), or None when unavailable:
+    scaled to [0, 1] (``raw``, what a network with its normalisation inside takes) or
+    normalised (an older model folder's bare network).
 
     Read from the trial spec stored with the model; a dataset that cannot be loaded here (a
-    folder on another machine) gives None and the caller falls back to a random batch.
+    folder on another machine) gives None and the caller falls back to the stored example.
     """
-    from hetero.data import load_dataset
-
     text = read_extra(folder, TRIAL_FILE)
     if text is None:
         return None
-    trial = json.loads(text)
     try:
-        data = load_dataset(trial["dataset"], trial.get("data_dir"), device="cpu",
-                            input_size=trial.get("input_size"))
+        data = _trial_data(json.loads(text))
     except (OSError, ValueError, RuntimeError):
         return None
+    if raw:
+        return data.test_images(size)
     return next(iter(data.test_batches(size, device="cpu")))[0]
+
+
+def stored_example(folder):
+    """The model's logged input example as a float32 tensor, or None when it has none."""
+    import torch
+    from mlflow.models import Model
+
+    example = Model.load(str(folder)).load_input_example(str(folder))
+    return None if example is None else torch.as_tensor(example, dtype=torch.float32)

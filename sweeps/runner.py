@@ -10,9 +10,9 @@ Search types:
   over the lwdna space.
 
 With ``optuna`` or an ASHA scheduler, the baselines run first as their own grid experiment
-``<name>-baselines`` (always FIFO): they are fixed reference points, neither samples of the
-searched space for Optuna's study nor candidates for ASHA to stop. All experiments of a sweep
-share one MLflow parent run.
+``<name>-baselines`` (always FIFO): they are fixed reference points, not samples of the searched
+space (Optuna's study gets them as fixed, evaluated trials: sweeps.study) nor candidates for ASHA
+to stop. All experiments of a sweep share one MLflow parent run.
 """
 
 from __future__ import annotations
@@ -55,10 +55,12 @@ from sweeps.tracking import (
     finish_parent_run,
     is_loopback_uri,
     is_sqlite,
+    log_sweep_metrics,
     mark_child_run,
     open_parent_run,
     resolve_tracking_uri,
     sqlite_path,
+    ui_url,
 )
 from sweeps.trainable import TrialContext, thread_count, train_trial, trial_dirname, trial_name
 
@@ -82,6 +84,7 @@ class TrialOutcome:
     error: str | None = None
     stopped_early: bool = False
     interrupted: bool = False       # cut short by Ctrl-C: --resume finishes it
+    checkpoint: Any = field(default=None, repr=False)   # the trial's last (ray.tune.Checkpoint)
 
     @property
     def kind(self) -> str:
@@ -126,6 +129,7 @@ class SweepResults:
     wall_seconds: float = 0.0
     ray_seconds: float = 0.0        # ray.init (0 when Ray was already up)
     tune_seconds: float = 0.0       # Tuner.fit calls
+    experiment_id: str = ""
 
     def pareto(self) -> list[TrialOutcome]:
         """Finished trials no other finished trial beats on both accuracy and FLOPs (the one
@@ -137,6 +141,28 @@ class SweepResults:
         keep = non_dominated_mask(points, ("max", "min")) if done else []
         return sorted((t for t, k in zip(done, keep, strict=True) if k),
                       key=lambda t: t.metrics[keys.METRIC_FLOPS])
+
+    def summary_metrics(self) -> dict[str, float]:
+        """The sweep in a few numbers, for its parent run (sweeps.keys: parent run metrics)."""
+        from analysis.pareto import hypervolume
+
+        done = [t for t in self.trials if t.finished]
+        metrics = {keys.METRIC_SWEEP_TRIALS: len(self.trials),
+                   keys.METRIC_SWEEP_FINISHED: len(done),
+                   keys.METRIC_SWEEP_FAILED: sum(t.error is not None for t in self.trials),
+                   keys.METRIC_SWEEP_STOPPED: sum(t.stopped_early for t in self.trials),
+                   keys.METRIC_FRONT_POINTS: len(self.pareto())}
+        best = {keys.METRIC_BEST_ACCURACY: done,
+                keys.METRIC_BEST_LWDNA_ACCURACY: [t for t in done if t.kind == keys.KIND_LWDNA],
+                keys.METRIC_BEST_BASELINE_ACCURACY: [t for t in done
+                                                     if t.kind == keys.KIND_BASELINE]}
+        metrics.update({key: max(t.metrics[keys.METRIC_ACCURACY] for t in trials)
+                        for key, trials in best.items() if trials})
+        if done:
+            points = [(t.metrics[keys.METRIC_ACCURACY], t.metrics[keys.METRIC_FLOPS])
+                      for t in done]
+            metrics[keys.METRIC_HYPERVOLUME] = hypervolume(points)
+        return metrics
 
     def summary(self) -> str:
         counts = (f"{sum(t.finished for t in self.trials)} finished, "
@@ -153,8 +179,12 @@ class SweepResults:
                          f"{t.metrics[keys.METRIC_FLOPS_RATIO]:>13.3f}  {_describe(t.hp)}")
         lines.append(f"MLflow: experiment {self.experiment!r}, parent run {self.parent_run_id} "
                      f"at {self.tracking_uri}")
+        link = ui_url(self.tracking_uri, self.experiment_id)
         if is_sqlite(self.tracking_uri):
-            lines.append(f"  view it: mlflow ui --backend-store-uri {self.tracking_uri}")
+            lines.append(f"  view it: mlflow ui --backend-store-uri {self.tracking_uri}, then "
+                         f"open {link}")
+        else:
+            lines.append(f"  view it: {link}")
         baselines = f"{self.storage_path}-baselines"
         also = f" and {baselines}" if "://" not in baselines and Path(baselines).exists() else ""
         lines.append(f"Ray Tune results and checkpoints: {self.storage_path}{also}")
@@ -175,7 +205,8 @@ def _last_line(error: str) -> str:
 def run_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: str | None = None,
               resume: bool = False, name: str | None = None, smoke_test: bool = False,
               experiment: str | None = None,
-              trainable: Callable[..., None] = train_trial) -> SweepResults:
+              trainable: Callable[..., None] = train_trial,
+              output: str = "progress") -> SweepResults:
     """Run (or with ``resume`` continue) a sweep; returns its results and prints a summary.
 
     ``address``: None starts a private local Ray; "auto" or "ray://HOST:PORT" joins a cluster.
@@ -185,6 +216,8 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: str 
     ``experiment``: the MLflow experiment (default: the spec's, ``<it>-smoke`` for a smoke test).
     ``trainable``: what each trial runs, ``train_trial(config, context)`` or a wrapper of it
     (the tests inject faults this way).
+    ``output``: ``progress`` (one live line), ``verbose`` (Ray Tune's own tables and logs) or
+    ``quiet`` (the summary only); see :mod:`sweeps.progress`.
     """
     start = time.perf_counter()
     # Tune snapshots the experiment whenever a trial has checkpointed num_to_keep times: that
@@ -206,7 +239,8 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: str 
         # A RUNNING parent of the requested name that no driver holds was left by a dead one.
         stale = None if resume or live else requested
         try:
-            results = _run_tracked(spec, args, resume=resume, stale=stale, trainable=trainable)
+            results = _run_tracked(spec, args, resume=resume, stale=stale,
+                                   trainable=trainable, output=output)
         except SweepInterrupted as exc:
             exc.hint = _resume_hint(args)
             raise
@@ -359,19 +393,23 @@ def _refuse_finished(args: SweepArguments) -> None:
 
 
 def _run_tracked(spec: SweepSpec, args: SweepArguments, *, resume: bool, stale: str | None,
-                 trainable: Callable[..., None]) -> SweepResults:
+                 trainable: Callable[..., None], output: str) -> SweepResults:
+    from sweeps.progress import ray_output
+
     # Ray first: whether the tracking URI reaches every node is known only once Ray is up, and
     # a URI that does not must be refused before any run is recorded.
-    with ray_session(args.address) as ray_seconds:
+    with ray_output(output) as init_kwargs, ray_session(args.address,
+                                                          **init_kwargs) as ray_seconds:
         _check_cluster_tracking(args.tracking_uri, args.address)
         _check_cluster_resources(spec, args.address)
-        results = _run_with_parent(spec, args, resume=resume, stale=stale, trainable=trainable)
+        results = _run_with_parent(spec, args, resume=resume, stale=stale,
+                                   trainable=trainable, output=output)
     results.ray_seconds = ray_seconds
     return results
 
 
 def _run_with_parent(spec: SweepSpec, args: SweepArguments, *, resume: bool, stale: str | None,
-                     trainable: Callable[..., None]) -> SweepResults:
+                     trainable: Callable[..., None], output: str) -> SweepResults:
     from mlflow import MlflowClient
 
     uri, sweep, storage = args.tracking_uri, args.name, args.storage
@@ -383,13 +421,15 @@ def _run_with_parent(spec: SweepSpec, args: SweepArguments, *, resume: bool, sta
     parent = open_parent_run(client, experiment_id, sweep=sweep, spec=spec, resume=resume,
                              tags={keys.TAG_SWEEP_ARGS: args.tag()})
     tracking = TrialTracking(uri, experiment_id, parent, sweep)
-    results = SweepResults(sweep, spec.experiment, parent, uri, f"{storage}/{sweep}")
+    results = SweepResults(sweep, spec.experiment, parent, uri, f"{storage}/{sweep}",
+                           experiment_id=experiment_id)
     headroom = Headroom(uri, sweep)
     try:
         with _trial_tracking_uri(uri, spec, args.address) as trial_uri:
             context = _context(spec, tracking, trial_uri, storage)
             results.trials, results.tune_seconds = _run_experiments(spec, context, storage,
-                                                                    resume, trainable)
+                                                                    resume, trainable, output)
+            _time_latencies(spec, context, results.trials, output)
     except SweepInterrupted as exc:
         headroom.release()
         _close_after_error(client, tracking, keys.STATUS_KILLED, exc.outcomes)
@@ -403,6 +443,7 @@ def _run_with_parent(spec: SweepSpec, args: SweepArguments, *, resume: bool, sta
     headroom.release()
     try:
         _reconcile(client, tracking, results.trials)
+        log_sweep_metrics(client, parent, results.summary_metrics())
         finish_parent_run(client, parent, _sweep_status(results.trials))
     except Exception as exc:
         _close_after_error(client, tracking, keys.STATUS_FAILED)
@@ -725,8 +766,7 @@ def _context(spec: SweepSpec, tracking: TrialTracking, trial_uri: str,
     return TrialContext(fixed=fixed, tracking=trial_tracking, model_label=spec.model.name,
                         family=base.family, variant=base.variant, varying=spec.varying(),
                         threads=thread_count(spec.resources.cpus),
-                        log_models=spec.tracking.models == keys.MODELS_ALL,
-                        latency_batch=spec.tracking.latency_batch)
+                        log_models=spec.tracking.models == keys.MODELS_ALL)
 
 
 # ---------------------------------------------------------------------------------- Tune
@@ -777,9 +817,9 @@ def study_storage(storage: str, sweep: str) -> str | None:
 
 def _optuna(spec: SweepSpec, sweep: str, storage: str):
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
     from sweeps.samplers import build_sampler
+    from sweeps.study import SweepSearch
 
     sampler = build_sampler(spec.search.sampler, spec.search.seed)
     # Persisted, named after the sweep: optuna-dashboard attaches to it while the sweep runs,
@@ -788,10 +828,10 @@ def _optuna(spec: SweepSpec, sweep: str, storage: str):
     if url is None:
         print("note: the Optuna study is kept in memory (storage is not a local folder); "
               "optuna-dashboard cannot attach to it", flush=True)
-    # Multi-objective: metric/mode stay OUT of TuneConfig, or the study turns single-objective.
-    return OptunaSearch(metric=[keys.METRIC_ACCURACY, keys.METRIC_FLOPS], mode=["max", "min"],
-                        sampler=sampler, study_name=sweep,
-                        storage=optuna.storages.RDBStorage(url) if url else None)
+    # Multi-objective (accuracy up, FLOPs ratio down: sweeps.study.OBJECTIVES): metric/mode stay
+    # OUT of TuneConfig, or the study turns single-objective.
+    return SweepSearch(sampler=sampler, study_name=sweep,
+                       storage=optuna.storages.RDBStorage(url) if url else None)
 
 
 def _scheduler(spec: SweepSpec):
@@ -813,17 +853,61 @@ def _trainable(spec: SweepSpec, context: TrialContext, trainable: Callable[..., 
 
 
 def _run_experiments(spec: SweepSpec, context: TrialContext, storage: str, resume: bool,
-                     trainable: Callable[..., None]) -> tuple[list[TrialOutcome], float]:
+                     trainable: Callable[..., None], output: str = "progress"
+                     ) -> tuple[list[TrialOutcome], float]:
+    from sweeps.progress import SweepProgress
+
     plans = _plans(spec, context.tracking.sweep, storage)
+    progress = (SweepProgress(sum(map(_planned_trials, plans)), spec.protocol.epochs)
+                if output == "progress" else None)
     outcomes, start = [], time.perf_counter()
-    for plan in plans:
-        grid = _tuner(spec, plan, context, storage, resume, trainable).fit()
-        ran = _outcomes(grid, spec.protocol.epochs)
-        outcomes += ran
-        # Tune catches SIGINT itself and returns normally: cut trials, or trials never started.
-        if any(t.interrupted for t in ran) or len(ran) < _planned_trials(plan):
-            raise SweepInterrupted(context.tracking.sweep, outcomes)
+    try:
+        for plan in plans:
+            tuner = _tuner(spec, plan, context, storage, resume, trainable,
+                           _output_settings(output, progress))
+            ran = _outcomes(tuner.fit(), spec.protocol.epochs)
+            outcomes += ran
+            _fix_in_later_studies(plans, ran)
+            # Tune catches SIGINT itself and returns normally: cut trials, or trials never
+            # started.
+            if any(t.interrupted for t in ran) or len(ran) < _planned_trials(plan):
+                raise SweepInterrupted(context.tracking.sweep, outcomes)
+    finally:
+        if progress is not None:
+            progress.close()
     return outcomes, time.perf_counter() - start
+
+
+def _time_latencies(spec: SweepSpec, context: TrialContext, trials: list[TrialOutcome],
+                    output: str) -> None:
+    """The trained networks' latency, timed one at a time now that no trial runs (see
+    sweeps.latency_pass); ``tracking.latency_batch: 0`` skips it."""
+    if spec.tracking.latency_batch <= 0:
+        return
+    from sweeps.latency_pass import measure_latencies
+
+    line = measure_latencies(trials, tracking=context.tracking, device=spec.protocol.device,
+                             batch=spec.tracking.latency_batch, threads=context.threads,
+                             cpus=spec.resources.cpus, gpus=spec.resources.gpus)
+    if output != "quiet" and line:
+        print(line, flush=True)
+
+
+def _fix_in_later_studies(plans: list[_Plan], ran: list[TrialOutcome]) -> None:
+    """The baselines that finished enter the Optuna study of the search after them as fixed,
+    evaluated trials (sweeps.study)."""
+    from sweeps.study import SweepSearch, fixed_point
+
+    points = [p for p in map(fixed_point, ran) if p is not None]
+    for plan in plans:
+        if isinstance(plan.searcher, SweepSearch):
+            plan.searcher.add_fixed(points)
+
+
+def _output_settings(output: str, progress) -> dict[str, Any]:
+    """RunConfig fields: Tune's own output off (but with --verbose), the progress line on."""
+    return {"verbose": None if output == "verbose" else 0,
+            "callbacks": [progress] if progress is not None else None}
 
 
 def _planned_trials(plan: _Plan) -> int:
@@ -839,13 +923,16 @@ def _restorable(storage: str, name: str) -> bool:
 
 
 def _tuner(spec: SweepSpec, plan: _Plan, context: TrialContext, storage: str, resume: bool,
-           trainable: Callable[..., None]):
+           trainable: Callable[..., None], output: dict[str, Any] | None = None):
     from ray import tune
 
+    output = output or {}
     trainable = _trainable(spec, context, trainable)
     if resume and _restorable(storage, plan.name):
         # Finished trials stay finished; unfinished and errored ones go on from their checkpoint.
-        return tune.Tuner.restore(f"{storage}/{plan.name}", trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(f"{storage}/{plan.name}", trainable, resume_errored=True)
+        _restored_output(tuner, output)
+        return tuner
     label = (context.model_label, context.varying)
     tune_config = tune.TuneConfig(search_alg=plan.searcher, scheduler=plan.scheduler,
                                   num_samples=plan.num_samples, reuse_actors=True,
@@ -855,9 +942,18 @@ def _tuner(spec: SweepSpec, plan: _Plan, context: TrialContext, storage: str, re
     run_config = tune.RunConfig(
         name=plan.name, storage_path=storage,
         failure_config=tune.FailureConfig(max_failures=spec.retries),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2))
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2), **output)
     return tune.Tuner(trainable, param_space=plan.param_space, tune_config=tune_config,
                       run_config=run_config)
+
+
+def _restored_output(tuner, output: dict[str, Any]) -> None:
+    # A restored tuner brings back the run config pickled with the experiment; how this session
+    # prints is this session's choice. (Through Ray Client the tuner is remote: left as is.)
+    local = getattr(tuner, "_local_tuner", None)
+    if local is not None:
+        for name, value in output.items():
+            setattr(local.get_run_config(), name, value)
 
 
 def _outcomes(grid, epochs: int) -> list[TrialOutcome]:
@@ -883,7 +979,7 @@ def _outcome(result, epochs: int, trial, status: str) -> TrialOutcome:
     early = (error is None and not interrupted
              and int(metrics.get(keys.METRIC_EPOCH, epochs)) < epochs)
     return TrialOutcome(trial.trial_id, dict(config.get("hp", {})), metrics, error, early,
-                        interrupted)
+                        interrupted, result.checkpoint)
 
 
 def _reconcile(client, tracking: TrialTracking, outcomes: list[TrialOutcome]) -> None:

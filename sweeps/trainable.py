@@ -18,7 +18,7 @@ from typing import Any
 from hetero.errors import TrainingDiverged
 from hetero.trial import TrialSpec
 from sweeps import keys
-from sweeps.tracking import TrialRun, TrialTracking
+from sweeps.tracking import TrialRun, TrialTracking, source_tags
 
 __all__ = ["TrialContext", "train_trial", "trial_spec", "run_name", "trial_name", "trial_dirname",
            "CHECKPOINT_FILE"]
@@ -47,7 +47,6 @@ class TrialContext:
     varying: tuple[str, ...] = ()    # searched dimensions with more than one value
     threads: int = 1
     log_models: bool = True          # spec tracking.models: all (True) | none
-    latency_batch: int = 64          # spec tracking.latency_batch; 0: no latency measurement
 
 
 def trial_spec(context: TrialContext, hp: dict[str, Any]):
@@ -123,7 +122,7 @@ def _tags(context: TrialContext, spec) -> dict[str, str]:
     return {keys.TAG_KIND: spec.kind, keys.TAG_MODEL: context.family,
             keys.TAG_VARIANT: context.variant, keys.TAG_DATASET: spec.dataset,
             keys.TAG_CRITERION: keys.BASELINE_CRITERION if spec.baseline else spec.criterion,
-            keys.TAG_NODE_IP: ray.util.get_node_ip_address()}
+            keys.TAG_NODE_IP: ray.util.get_node_ip_address(), **source_tags(context.tracking.sweep)}
 
 
 def _restored_checkpoint() -> dict[str, Any] | None:
@@ -169,7 +168,8 @@ class EpochReporter:
         from ray import tune
 
         # Tune's progress table shows the first four metrics of a report: put these first.
-        ordered = {**{k: metrics[k] for k in PROGRESS_METRICS if k in metrics}, **metrics}
+        ordered = {**{k: metrics[k] for k in PROGRESS_METRICS if k in metrics}, **metrics,
+                   keys.RESULT_RUN_ID: self.run.run_id}
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
             if checkpoint is not None:
@@ -200,8 +200,8 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
         data = _load_data(spec)
         _log_dataset(run, spec, data)
         result = run_trial(spec, on_epoch=reporter, checkpoint=restored, data=data)
-        outputs = _trained_outputs(context, run, spec, result,
-                                   reporter.last_checkpoint or restored)
+        _log_trained_model(context, run, spec, result, reporter.last_checkpoint or restored,
+                           data)
     except SystemExit:
         # Tune stops a trial (e.g. ASHA) by raising SystemExit inside tune.report.
         run.end(keys.STATUS_FINISHED, stopped_early=True)
@@ -212,7 +212,7 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     except BaseException:
         run.end(keys.STATUS_FAILED)
         raise
-    final = {**result.metrics(), **outputs,
+    final = {**result.metrics(),
              keys.METRIC_TRIAL_SECONDS: time.perf_counter() - start,
              keys.METRIC_REPORT_SECONDS: reporter.seconds}
     # Values already logged at the last epoch are not logged twice at the same step.
@@ -253,42 +253,23 @@ def _log_dataset(run: TrialRun, spec, data) -> None:
     run.seconds += time.perf_counter() - start
 
 
-def _trained_outputs(context: TrialContext, run: TrialRun, spec, result,
-                     checkpoint: dict[str, Any] | None) -> dict[str, float]:
-    """Latency metrics of the trained network; its MLflow model (tracking.models: all)."""
-    if checkpoint is None:   # nothing trained in this attempt nor before: nothing to log
-        return {}
+def _log_trained_model(context: TrialContext, run: TrialRun, spec, result,
+                       checkpoint: dict[str, Any] | None, data) -> None:
+    """The trained network as the run's MLflow model (tracking.models: all). Its latency is
+    timed after the sweep's trials, alone on the device (sweeps.latency_pass)."""
+    if checkpoint is None or not context.log_models:   # nothing trained, or not wanted
+        return
     from sweeps.mlmodel import rebuild_network
 
     model = rebuild_network(checkpoint["config"], checkpoint["trainer"])
-    metrics = _latency(model, result.config, spec, context.latency_batch, run)
-    if context.log_models and keys.TAG_MODEL_URI not in run.previous_tags:  # logged once
-        start = time.perf_counter()
-        _log_model(context, run, spec, result, model)
-        run.seconds += time.perf_counter() - start
-    return metrics
+    if keys.TAG_MODEL_URI in run.previous_tags:   # an earlier attempt logged it: once
+        return
+    start = time.perf_counter()
+    _log_model(context, run, spec, result, model, data)
+    run.seconds += time.perf_counter() - start
 
 
-def _latency(model, config, spec, batch: int, run: TrialRun) -> dict[str, float]:
-    from hetero.latency import measure_latency
-    from hetero.train import resolve_device
-
-    if batch <= 0:
-        return {}
-    device = resolve_device(spec.protocol.device)
-    shape = (config.in_channels, config.input_size, config.input_size)
-    measured = measure_latency(model, shape, device=device, batch_sizes=(1, batch))
-    model.to("cpu")
-    one, many = measured[1], measured[batch]
-    run.client.log_param(run.run_id, keys.PARAM_LATENCY_BATCH, batch)
-    run.client.set_tag(run.run_id, keys.TAG_LATENCY_DEVICE, one.device)
-    return {keys.METRIC_LATENCY_MS: one.median_ms, keys.METRIC_LATENCY_IQR_MS: one.iqr_ms,
-            keys.METRIC_BATCH_LATENCY_MS: many.median_ms,
-            keys.METRIC_BATCH_LATENCY_IQR_MS: many.iqr_ms,
-            keys.METRIC_THROUGHPUT: many.images_per_second}
-
-
-def _log_model(context: TrialContext, run: TrialRun, spec, result, model) -> None:
+def _log_model(context: TrialContext, run: TrialRun, spec, result, model, data) -> None:
     from sweeps.mlmodel import log_network
 
     tracking = context.tracking
@@ -296,7 +277,8 @@ def _log_model(context: TrialContext, run: TrialRun, spec, result, model) -> Non
             keys.METRIC_FLOPS_RATIO: result.flops_ratio, "run_id": run.run_id}
     uri = log_network(tracking.uri, tracking.experiment_id, run.run_id, model,
                       config=result.config, trial={"kind": spec.kind, **spec.to_dict()},
-                      step=result.epochs, metadata=info)
+                      data=data, step=result.epochs, metadata=info,
+                      tags=source_tags(tracking.sweep))
     run.client.set_tag(run.run_id, keys.TAG_MODEL_URI, uri)
     run.client.set_tag(run.run_id, keys.TAG_NOTE, _description(spec, result, run.run_id))
 
@@ -311,8 +293,9 @@ def _description(spec, result, run_id: str) -> str:
             f"{spec.target_metric}")
     return (f"{what}; test accuracy {result.accuracy:.4f}, {result.flops:,} FLOPs "
             f"({result.flops_ratio:.3f} of the baseline), trained {result.epochs} epochs on "
-            f"{spec.dataset}.\n\n`mlflow.pytorch.load_model(\"{run_model_uri(run_id)}\")` · "
-            f"`hetero export {run_id} --format onnx --out net.onnx`")
+            f"{spec.dataset}.\n\n`mlflow.pytorch.load_model(\"{run_model_uri(run_id)}\")` "
+            f"takes images scaled to [0, 1] (N x C x H x W; the normalisation is its first "
+            f"layer) · `hetero export {run_id} --format onnx --out net.onnx`")
 
 
 def _open_run(context: TrialContext, hp: dict[str, Any], spec) -> TrialRun:

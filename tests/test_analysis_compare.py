@@ -88,13 +88,15 @@ def test_params_as_the_cost():
     assert "params" in result.verdict
 
 
-def test_verdict_counts_wins_and_averages_all_compared():
+def test_verdict_states_differences_and_averages_all_compared():
     result = compare_to_uniform(trials(LINEAR, [(0.6, 25 * M, 0.80), (0.9, 30 * M, 0.78),
                                                 (1.2, 50 * M, 0.95)]))
-    # gains: +5.0 at 25M, -2.0 at 30M; the 50M point is outside
-    assert result.verdict.startswith("LW-DNA beats the uniform curve at 1 of 2 budgets")
-    assert "+1.50 points on average" in result.verdict
+    # differences: +5.0 at 25M, -2.0 at 30M; the 50M point is outside
+    assert "LW-DNA minus uniform at 2 budgets" in result.verdict
+    assert "+1.50 points on average (from -2.00 to +5.00)" in result.verdict
     assert "(1 outside the range not compared)" in result.verdict
+    # one seed: differences, never a win
+    assert "beats" not in result.verdict and "cannot tell" in result.verdict
 
 
 def test_verdict_without_baselines():

@@ -1,6 +1,7 @@
 """Seed statistics and the paired LW-DNA vs uniform comparison, on frames whose answer is known."""
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -106,6 +107,28 @@ def test_a_single_seed_sweep_says_it_cannot_tell():
     assert result.paired_summary["outcome"].tolist() == [ONE_SEED]
     assert "cannot tell" in result.paired_verdict
     assert "+3.00 points (1 seed)" in result.paired_verdict
+
+
+# Per seed, the LW-DNA's difference from its own seed's uniform curve [points]: a large one-seed
+# difference, intervals above 0, around 0 and below 0.
+GAIN_PATTERNS = {"one seed": {0: 3.0}, "one seed, tiny": {0: 0.01},
+                 "better": {0: 1.0, 1: 1.2, 2: 1.4}, "tied": {0: 1.0, 1: 2.0, 2: 3.0},
+                 "worse": {0: -1.0, 1: -1.1, 2: -0.9}}
+
+
+@pytest.mark.parametrize("pattern", sorted(GAIN_PATTERNS))
+def test_no_verdict_claims_a_win_the_paired_interval_does_not_show(pattern):
+    result = compare_to_uniform(sweep(GAIN_PATTERNS[pattern]))
+    text = f"{result.verdict} {result.paired_verdict}"
+    better = (result.paired_summary["outcome"] == BETTER).any()
+    assert "beats" not in text and "saved" not in text
+    assert ("1 setting(s) LW-DNA better" in text) == better
+    if len(GAIN_PATTERNS[pattern]) == 1:   # one seed says only that it cannot tell
+        assert result.paired_verdict.startswith("Paired by seed: cannot tell.")
+        assert not re.search(r"\bgains?\b", text)
+        assert "These are differences, not wins" in result.verdict
+    else:
+        assert f"{int(better)} setting(s) are better" in result.verdict
 
 
 def test_a_trial_without_a_baseline_of_its_seed_is_not_paired():

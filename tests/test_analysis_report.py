@@ -77,11 +77,24 @@ def add_trial(client, exp_id, parent_id, *, kind, width_mult, target, criterion,
             metrics.append(Metric(key, value, now + epoch, epoch))
     client.log_batch(rid, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()],
                      tags=[RunTag(keys.TAG_RUN_NAME, run.info.run_name)])
+    client.log_inputs(rid, datasets=[_dataset_input()])
     client.log_dict(rid, channel_config(BASE_WIDTHS), keys.ARTIFACT_BASE_CONFIG)
     if kind == keys.KIND_LWDNA:
         client.log_dict(rid, channel_config(profiled_widths(target)), keys.ARTIFACT_CONFIG)
     client.set_terminated(rid, status=status)
     return rid
+
+
+TEST_IMAGES = 200
+
+
+def _dataset_input():
+    # as sweeps.inputs logs it: the profile carries the split sizes
+    from mlflow.entities import Dataset, DatasetInput
+
+    profile = json.dumps({"num_train": 800, "num_test": TEST_IMAGES})
+    return DatasetInput(Dataset(name="digits", digest="0123456789ab", source_type="code",
+                                source="{}", profile=profile))
 
 
 def add_parent(client, exp_id, name, start_time=None):
@@ -197,13 +210,41 @@ def test_front_csv_is_the_seed_averaged_front_without_stopped_trials(report):
 
 def test_summary_has_front_table_and_verdict(report):
     text = (report["out"] / "summary.md").read_text()
-    assert "beats the uniform curve at 3 of 3 budgets" in text
-    # gains by hand: dhp@20M 88.5 - 83.83, l1@20M 86.5 - 83.83, dhp@40M 92.0 - 90.5: mean 2.94
+    assert "LW-DNA minus uniform at 3 budgets" in text
+    # differences by hand: dhp@20M 88.5 - 83.83, l1@20M 86.5 - 83.83, dhp@40M 92.0 - 90.5
     assert "+2.94 points on average" in text
+    assert "by the paired 95 % intervals, 3 setting(s) are better and 0 worse" in text
     # paired: seed 1 shifts both arms by one point, so each setting gains the same in both seeds
     assert "3 setting(s) LW-DNA better, 0 LW-DNA worse, 0 not distinguishable" in text
     assert "+4.67 points [+4.67, +4.67], n = 2 seeds" in text
     assert "| kind | criterion |" in text and "demo-old" not in text
+
+
+def test_every_plus_minus_in_the_summary_is_the_95_ci_its_header_names(report):
+    text = (report["out"] / "summary.md").read_text()
+    assert "sample std" not in text and "±" in text
+    for table in _tables(text):
+        header, rows = table[0], table[2:]
+        cells = [row.split("|") for row in rows]
+        for i, name in enumerate(header.split("|")):
+            if any(len(c) > i and "±" in c[i] for c in cells):
+                assert "± 95 % CI" in name, (name, table[:3])
+
+
+def test_summary_says_what_one_test_image_is_worth(report):
+    text = (report["out"] / "summary.md").read_text()
+    assert f"{TEST_IMAGES:,} images: one image = 0.5 points of accuracy" in text
+
+
+def _tables(markdown: str) -> list[list[str]]:
+    tables, current = [], []
+    for line in markdown.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
 
 
 def test_parent_run_lists_the_report_artifacts(store, report):
@@ -284,7 +325,7 @@ def test_cli_reports_files_and_verdict(store, capsys):
     assert _run_cli(["--parent-run-id", store["parent"], "--tracking-uri", store["uri"],
                      "--out", str(out), "--log-x", "--no-log-to-mlflow"]) == 0
     printed = capsys.readouterr().out
-    assert str(out) in printed and "LW-DNA beats the uniform curve" in printed
+    assert str(out) in printed and "LW-DNA minus uniform at 3 budgets" in printed
     assert "logged on MLflow" not in printed and (out / "pareto.svg").is_file()
 
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _models import score_in_new_process
 
 from sweeps import keys
 from sweeps.spec import spec_from_dict
@@ -59,23 +60,15 @@ def test_every_trial_finished_with_a_model(sweep):
     assert all(r.data.tags[keys.TAG_MODEL_URI].startswith("models:/") for r in runs)
 
 
-def test_logged_model_reproduces_the_logged_accuracy_exactly(sweep):
-    import mlflow.pytorch
-
-    from hetero.data import load_dataset
-    from hetero.protocol import TrainProtocol
-    from hetero.train import Trainer
-
+def test_logged_model_scores_its_accuracy_on_raw_images_in_a_new_process(sweep, tmp_path):
+    """What a user does: a fresh interpreter, mlflow.pytorch.load_model, the digits scaled to
+    [0, 1] (no hetero data pipeline), and the same through the ONNX export."""
+    pytest.importorskip("onnxruntime")
     _, _, uri, runs, _ = sweep
-    mlflow.set_tracking_uri(uri)
+    scored = score_in_new_process(uri, [r.info.run_id for r in runs], tmp_path)
     for run in runs:
-        model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
-        params = run.data.params
-        data = load_dataset("digits", fraction=float(params[keys.PARAM_DATA_FRACTION]),
-                            seed=int(params[keys.PARAM_SEED]))
-        protocol = TrainProtocol(epochs=1, batch_size=64, device="cpu")
-        accuracy = Trainer(model, data, protocol).evaluate()["accuracy"]
-        assert accuracy == run.data.metrics[keys.METRIC_ACCURACY]
+        logged = run.data.metrics[keys.METRIC_ACCURACY]
+        assert scored[run.info.run_id] == {"torch": logged, "onnx": logged}
 
 
 def test_model_carries_its_channel_config_and_protocol(sweep):
@@ -91,7 +84,7 @@ def test_model_carries_its_channel_config_and_protocol(sweep):
 
 
 def test_latency_metrics_exist_and_are_positive(sweep):
-    _, _, _, runs, _ = sweep
+    _, client, _, runs, _ = sweep
     for run in runs:
         metrics = run.data.metrics
         assert set(keys.LATENCY_METRICS) <= set(metrics), sorted(metrics)
@@ -101,9 +94,15 @@ def test_latency_metrics_exist_and_are_positive(sweep):
         assert metrics[keys.METRIC_BATCH_LATENCY_IQR_MS] >= 0
         # throughput is the latency batch (8 images) per batch call
         assert metrics[keys.METRIC_THROUGHPUT] == pytest.approx(
-            8 * 1000 / metrics[keys.METRIC_BATCH_LATENCY_MS], rel=1e-9)
+            8 * 1000 / metrics[keys.METRIC_BATCH_LATENCY_MS], rel=1e-5)   # 6 digits logged
         assert run.data.params[keys.PARAM_LATENCY_BATCH] == "8"
         assert run.data.tags[keys.TAG_LATENCY_DEVICE] == "cpu"
+        assert run.data.tags[keys.TAG_LATENCY_TIMING] == keys.LATENCY_TIMING_EXCLUSIVE
+    # timed once no trial was running: after the last trial's run ended
+    last_end = max(r.info.end_time for r in runs)
+    for run in runs:
+        timed = client.get_metric_history(run.info.run_id, keys.METRIC_LATENCY_MS)
+        assert len(timed) == 1 and timed[0].timestamp >= last_end
 
 
 def test_every_child_logs_its_dataset(sweep):
@@ -126,10 +125,32 @@ def test_optuna_study_persisted_with_one_trial_per_tune_trial(sweep):
         (study,), = con.execute("select study_name from studies").fetchall()
         (count,), = con.execute("select count(*) from trials").fetchall()
     lwdna = [t for t in results.trials if t.kind == keys.KIND_LWDNA]
-    assert study == "results" and count == len(lwdna) == 2
+    baselines = [t for t in results.trials if t.kind == keys.KIND_BASELINE]
+    assert study == "results" and count == len(lwdna) + len(baselines) == 3
     # continuous ranges: Optuna samples inside them, not only their ends
     widths = [t.hp["width_mult"] for t in lwdna]
     assert all(1.5 <= w <= 2.0 for w in widths) and not set(widths) <= {1.5, 2.0}
+
+
+def test_optuna_study_names_its_objectives_links_runs_and_holds_the_baselines(sweep):
+    import optuna
+
+    results, _, _, runs, folder = sweep
+    db = folder / "ray_results" / "results" / "results.optuna.db"
+    study = optuna.load_study(study_name="results", storage=f"sqlite:///{db}")
+    assert study.metric_names == [keys.METRIC_ACCURACY, keys.METRIC_FLOPS_RATIO]
+    by_run = {r.info.run_id: r for r in runs}
+    kinds = sorted(t.user_attrs["kind"] for t in study.trials)
+    assert kinds == [keys.KIND_BASELINE, keys.KIND_LWDNA, keys.KIND_LWDNA]
+    for trial in study.trials:
+        run = by_run[trial.user_attrs["mlflow_run_id"]]
+        assert run.data.tags[keys.TAG_KIND] == trial.user_attrs["kind"]
+        assert run.data.tags[keys.TAG_TRIAL_ID] == trial.user_attrs["tune_trial_id"]
+        metrics = run.data.metrics
+        assert trial.values == pytest.approx([metrics[keys.METRIC_ACCURACY],
+                                              metrics[keys.METRIC_FLOPS_RATIO]], rel=1e-5)
+    baseline = next(t for t in study.trials if t.user_attrs["kind"] == keys.KIND_BASELINE)
+    assert baseline.params == {} and baseline.user_attrs[keys.PARAM_WIDTH_MULT] == 1.0
 
 
 def _hetero(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -30,6 +30,7 @@ def run_dir(tmp_path_factory):
 
 def test_model_folder_reproduces_the_run_accuracy_exactly(run_dir):
     import mlflow.pytorch
+    import torch
 
     from hetero.data import load_dataset
     from hetero.protocol import TrainProtocol
@@ -39,10 +40,35 @@ def test_model_folder_reproduces_the_run_accuracy_exactly(run_dir):
     model = mlflow.pytorch.load_model(str(run_dir / "model"))
     trial = json.loads((run_dir / "model" / "extra_files" / "trial.json").read_text())
     data = load_dataset("digits", fraction=0.3, seed=0)
+    # the model takes images scaled to [0, 1]: its normalisation is its first layer
+    with torch.no_grad():
+        predicted = model(data.test_images(data.num_test)).argmax(1)
+    assert (predicted == data.test_y).sum().item() / data.num_test == result["accuracy"]
+    # its bare network takes hetero's normalised batches, as in training
     protocol = TrainProtocol.from_dict(trial["protocol"])
-    assert Trainer(model, data, protocol).evaluate()["accuracy"] == result["accuracy"]
+    assert Trainer(model.network, data, protocol).evaluate()["accuracy"] == result["accuracy"]
     lwdna = json.loads((run_dir / "model" / "extra_files" / "lwdna.json").read_text())
     assert lwdna == json.loads((run_dir / "lwdna.json").read_text())
+
+
+def test_model_folder_records_its_input_and_requirements(run_dir):
+    import yaml
+
+    import hetero
+    from hetero.data import load_dataset
+
+    folder = run_dir / "model"
+    meta = yaml.safe_load((folder / "MLmodel").read_text())["metadata"]["input"]
+    data = load_dataset("digits")
+    assert meta["range"] == [0.0, 1.0] and meta["shape"] == [1, 8, 8]
+    assert meta["mean"] == [round(m, 6) for m in data.mean]
+    assert meta["std"] == [round(s, 6) for s in data.std]
+    # the input example is real test images, scaled to [0, 1]
+    example = json.loads((folder / "input_example.json").read_text())
+    expected = data.test_images(len(example)).tolist()
+    assert example == expected and 0 < len(example) <= 4
+    requirements = (folder / "requirements.txt").read_text().split()
+    assert f"hetero=={hetero.__version__}" in requirements
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "pt2"])
