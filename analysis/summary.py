@@ -43,7 +43,7 @@ def summary_markdown(sweep: Sweep, front: Front, comparison: Comparison, aggrega
                 "## Verdict", comparison.paired_verdict, comparison.verdict,
                 "## Paired comparison (each LW-DNA against the uniform curve of its own seed)",
                 markdown_table(_paired_rows(comparison)), PAIRED_NOTE,
-                *_controls_section(sweep.trials),
+                *controls_section(sweep.trials),
                 *_equal_time_section(sweep.trials),
                 f"## Arms (mean {PM} over seeds)", markdown_table(arm_rows(arms)), ARMS_NOTE,
                 "## Pareto front (accuracy up, FLOPs down)", markdown_table(_front_rows(front)),
@@ -276,7 +276,7 @@ CONTROLS_NOTE = ("Each LW-DNA against two controls of the same seed: the uniform
                  "widen-shrink beats regular widths.")
 
 
-def _controls_section(trials: pd.DataFrame) -> list[str]:
+def controls_section(trials: pd.DataFrame) -> list[str]:
     table = controls_summary(trials)
     if table.empty or not (table["vs_random_n"] > 0).any():
         return []
