@@ -39,7 +39,7 @@ def test_smoke_sweep_of_a_densenet_spec_finishes(smoke_sweep):
     _, uri, code = smoke_sweep
     assert code == 0
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("dn")
+    experiment = client.get_experiment_by_name("dn-smoke")
     runs = client.search_runs([experiment.experiment_id])
     children = [r for r in runs if r.data.tags.get(keys.TAG_KIND) != keys.KIND_SWEEP]
     assert children and all(r.info.status == "FINISHED" for r in runs)
@@ -55,13 +55,13 @@ def test_pareto_and_load_sweep_read_what_the_sweep_wrote(smoke_sweep, capsys):
 
     folder, uri, _ = smoke_sweep
     out = folder / "report"
-    assert main(["pareto", "--experiment", "dn", "--out", str(out), "--tracking-uri", uri]) == 0
+    assert main(["pareto", "--experiment", "dn-smoke", "--out", str(out), "--tracking-uri", uri]) == 0
     assert "report of sweep" in capsys.readouterr().out
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
-    sweep = load_sweep("dn", tracking_uri=uri)
+    sweep = load_sweep("dn-smoke", tracking_uri=uri)
     client = MlflowClient(uri)
     finished = [r for r in client.search_runs(
-        [client.get_experiment_by_name("dn").experiment_id],
+        [client.get_experiment_by_name("dn-smoke").experiment_id],
         filter_string=f"tags.{keys.TAG_KIND} != '{keys.KIND_SWEEP}'")
         if r.info.status == "FINISHED"]
     assert len(sweep.trials) == len(finished)
