@@ -65,8 +65,8 @@ def readme_blocks() -> list[Block]:
 SKIPPED = {
     ". .venv/bin/activate && python -m pytest -q":
         "runs the whole test suite, this test included",
-    ". .venv/bin/activate && python -m pytest -q        # the suite (about 12 minutes on 2 idle "
-    "cores)": "runs the whole test suite and ruff, this test included",
+    ". .venv/bin/activate && python -m pytest -q        # the default set (about 4 minutes on 2 "
+    "idle cores)": "runs the whole test suite and ruff, this test included",
     "mlflow ui --backend-store-uri sqlite:///mlflow.db    # http://127.0.0.1:5000":
         "starts a server that runs until stopped (scripts/ui_screenshots.py serves the "
         "quickstart's store the same way)",

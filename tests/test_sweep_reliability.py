@@ -311,7 +311,7 @@ def test_ctrl_c_before_any_trial_reports_is_one_line_killed_and_resumable(tmp_pa
     from mlflow import MlflowClient
 
     spec = {**TINY, "name": "early", "storage": str(tmp_path / "ray_results")}
-    driver, log, _ = start_driver(tmp_path, spec)
+    driver, log, _ = start_driver(tmp_path, spec, "--verbose")   # Tune's own status table
     try:
         wait_for_log(driver, log, "PENDING")   # Tune has its trials; none has reported
         driver.send_signal(signal.SIGINT)
