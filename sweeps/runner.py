@@ -133,8 +133,8 @@ class SweepResults:
 
     def pareto(self) -> list[TrialOutcome]:
         """Finished trials no other finished trial beats on both accuracy and FLOPs (the one
-        Pareto implementation: analysis.pareto)."""
-        from analysis.pareto import non_dominated_mask
+        Pareto implementation: sweeps.front)."""
+        from sweeps.front import non_dominated_mask
 
         done = [t for t in self.trials if t.finished]
         points = [(t.metrics[keys.METRIC_ACCURACY], t.metrics[keys.METRIC_FLOPS]) for t in done]
@@ -144,7 +144,7 @@ class SweepResults:
 
     def summary_metrics(self) -> dict[str, float]:
         """The sweep in a few numbers, for its parent run (sweeps.keys: parent run metrics)."""
-        from analysis.pareto import hypervolume
+        from sweeps.front import hypervolume
 
         done = [t for t in self.trials if t.finished]
         metrics = {keys.METRIC_SWEEP_TRIALS: len(self.trials),

@@ -501,10 +501,10 @@ def _param_text(value: Any) -> str:
 
 
 def width_figure(result):
-    """The trial's per-layer width profile, drawn by the one width plot (analysis.plots)."""
-    import pandas as pd
+    """The trial's per-layer width profile, drawn by the one width plot (sweeps.width_plot)."""
+    import pandas as pd  # lazily, with matplotlib: only a finishing trial draws
 
-    from analysis.plots import plot_width_profiles
+    from sweeps.width_plot import plot_width_profiles
 
     row = {"widths": dict(result.config.widths), "base_widths": dict(result.base_config.widths),
            keys.METRIC_ACCURACY: result.accuracy}
