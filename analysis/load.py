@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -27,7 +25,8 @@ from mlflow.exceptions import MlflowException
 from analysis.errors import AnalysisError
 from hetero.trial import defaults as trial_defaults
 from sweeps import keys
-from sweeps.tracking import no_artifact_progress_bars
+from sweeps.tracking import TrackingError, check_tracking, no_artifact_progress_bars
+from sweeps.tracking import resolve_tracking_uri as _resolve_tracking_uri
 
 TRIAL_KINDS = (keys.KIND_LWDNA, keys.KIND_BASELINE)
 # Columns from the trial's own settings (hetero.trial.TrialSpec declares them): numbers as
@@ -133,40 +132,18 @@ def load_history(run_id: str, *, tracking_uri: str | None = None,
 # ---- tracking store -------------------------------------------------------------------------
 
 def resolve_tracking_uri(tracking_uri: str | None) -> str:
-    """The store to read, resolved as every hetero command does (sweeps.tracking), then checked
-    to exist: MLflow would silently create an empty SQLite file or retry an absent server."""
-    from sweeps.tracking import TrackingError
-    from sweeps.tracking import resolve_tracking_uri as resolve
-
+    """The store to read, resolved and checked as every hetero command does (sweeps.tracking):
+    it must exist, since MLflow would silently create an empty SQLite file or retry an absent
+    server."""
     try:
-        uri = resolve(tracking_uri)
+        uri = _resolve_tracking_uri(tracking_uri)
     except TrackingError as exc:
         raise AnalysisError(f"{exc} (--tracking-uri)") from None
-    if uri.startswith("sqlite:///"):
-        _check_sqlite(uri)
-    elif uri.startswith(("http://", "https://")):
-        _check_server(uri)
-    return uri
-
-
-def _check_sqlite(uri: str) -> None:
-    path = Path(uri[len("sqlite:///"):])
-    if not path.is_file():
-        raise AnalysisError(
-            f"no MLflow database at {path.resolve()} (tracking URI {uri}): run a sweep first, "
-            "or pass --tracking-uri pointing at the sweep's store "
-            "(e.g. sqlite:////abs/path/mlflow.db or http://host:5000)")
-
-
-def _check_server(uri: str, timeout_s: float = 5.0) -> None:
     try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s).close()
-    except urllib.error.HTTPError:
-        return  # it answered (an auth proxy may refuse /health): reachable
-    except (urllib.error.URLError, OSError) as exc:
-        raise AnalysisError(
-            f"cannot reach the MLflow server at {uri} ({getattr(exc, 'reason', exc)}): start it "
-            "(mlflow server ...) or pass the right --tracking-uri") from None
+        check_tracking(uri, existing=True)
+    except TrackingError as exc:
+        raise AnalysisError(str(exc)) from None
+    return uri
 
 
 def _call(uri, fn):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
@@ -18,15 +17,19 @@ from analysis.pareto import aggregate_seeds, pareto_front
 from analysis.stats import ci_half_width
 from analysis.units import count_scale
 from sweeps import keys
+from sweeps.width_plot import (  # noqa: F401 (plot_width_profiles re-exported: sweeps logs it)
+    BASELINE_COLOR,
+    MARKERS,
+    new_figure,
+    plot_width_profiles,
+)
 
 ACC = keys.METRIC_ACCURACY
-BASELINE_COLOR = "0.15"
 FRONT_COLOR = "tab:red"
 BASELINE_LABEL = "uniform width (baseline)"
 FRONT_LABEL = "Pareto front"
 STOPPED_LABEL = "stopped early (not on front)"
 DODGE = 0.012   # x offset between the arms of the data-size plot (fractions of the data)
-MARKERS = ("o", "^", "s", "D", "v", "P", "X", "*", "<", ">")
 COST_NAMES = {keys.METRIC_FLOPS: "FLOPs (MACs)", keys.METRIC_PARAMS: "Parameters",
               keys.METRIC_FLOPS_PAPER: "FLOPs (paper)",
               keys.METRIC_PARAMS_PAPER: "Parameters (paper)"}
@@ -38,7 +41,7 @@ def plot_accuracy_vs_cost(trials: pd.DataFrame, *, cost: str = keys.METRIC_FLOPS
     """Uniform-width curve, LW-DNA points (colour = width multiplier, marker = criterion),
     the Pareto front as a step line, stopped-early trials greyed out; seed error bars if
     ``aggregate``."""
-    fig = _new_figure((9.5, 5.5))
+    fig = new_figure((9.5, 5.5))
     ax = fig.add_subplot()
     done = trials[~trials["stopped_early"].astype(bool)] if "stopped_early" in trials else trials
     divisor, prefix = count_scale(float(trials[cost].max()) if len(trials) else float("nan"))
@@ -59,39 +62,10 @@ def plot_accuracy_vs_cost(trials: pd.DataFrame, *, cost: str = keys.METRIC_FLOPS
     return fig
 
 
-def plot_width_profiles(trials: pd.DataFrame, *, max_profiles: int = 6,
-                        title: str | None = None) -> Figure:
-    """LW-DNA width ÷ baseline width per layer (forward order), one line per trial row that has
-    both ``widths`` and ``base_widths``; a dashed line marks the baseline (1.0)."""
-    fig = _new_figure((10, 5))
-    ax = fig.add_subplot()
-    rows = [r for _, r in trials.iterrows()
-            if isinstance(r.get("widths"), dict) and isinstance(r.get("base_widths"), dict)]
-    layers: list[str] = []
-    for index, row in enumerate(rows[:max_profiles]):
-        layers = list(row["base_widths"])
-        ratios = [row["widths"].get(name, np.nan) / row["base_widths"][name] for name in layers]
-        ax.plot(range(len(layers)), ratios, marker=MARKERS[index % len(MARKERS)], markersize=4,
-                linewidth=1.3, label=_trial_label(row))
-    ax.axhline(1.0, color=BASELINE_COLOR, linestyle="--", linewidth=1.0,
-               label="baseline (width 1.0)")
-    _layer_ticks(ax, layers)
-    if not rows:
-        ax.set_ylim(0, 2)
-        ax.text(0.5, 0.5, "no LW-DNA with both config artifacts", ha="center",
-                transform=ax.transAxes, color="0.4")
-    ax.set_xlabel("layer (forward order)")
-    ax.set_ylabel("LW-DNA channels ÷ baseline channels")
-    ax.set_title(title or "Per-layer width profile (LW-DNA ÷ width-1.0 baseline)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize="small")
-    return fig
-
-
 def plot_training_curves(histories: Mapping[str, pd.DataFrame], *,
                          title: str | None = None) -> Figure:
     """Accuracy and loss vs epoch per trial (colour); test solid, train dashed."""
-    fig = _new_figure((11, 4.5))
+    fig = new_figure((11, 4.5))
     acc_ax, loss_ax = fig.subplots(1, 2)
     for index, (label, history) in enumerate(histories.items()):
         color = f"C{index % 10}"
@@ -116,7 +90,7 @@ def plot_data_size(paired_summary: pd.DataFrame, arms: pd.DataFrame, *,
                    title: str | None = None) -> Figure:
     """Left: paired LW-DNA gain (points, mean and 95 % CI over seeds) vs training-data fraction,
     one line per LW-DNA setting. Right: train minus test accuracy per arm vs fraction."""
-    fig = _new_figure((11, 4.5))
+    fig = new_figure((11, 4.5))
     gain_ax, gap_ax = fig.subplots(1, 2)
     fraction = keys.PARAM_DATA_FRACTION
     for index, (label, rows) in enumerate(_by_setting(paired_summary)):
@@ -173,13 +147,6 @@ def save_figure(fig: Figure, path: str | Path, formats: Sequence[str] = ("png", 
         fig.savefig(target, dpi=150)  # constrained layout already keeps the legend inside
         written.append(target)
     return written
-
-
-def _new_figure(size: tuple[float, float]) -> Figure:
-    # a bare Figure on an Agg canvas: no pyplot state, no display, nothing left open to close
-    fig = Figure(figsize=size, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
 
 
 # ---- accuracy vs cost pieces ------------------------------------------------------------------
@@ -288,22 +255,7 @@ def _legend_handles(ax, points: pd.DataFrame) -> list:
     return handles + tail + list(drawn.values())
 
 
-# ---- width profile and curve pieces -------------------------------------------------------------
-
-def _trial_label(row: pd.Series) -> str:
-    parts = [str(row.get(keys.PARAM_CRITERION) or "")]
-    for column, fmt in ((keys.PARAM_TARGET, "target {:g}"), (keys.PARAM_WIDTH_MULT, "×{:g}"),
-                        (keys.PARAM_SEED, "seed {}"), (ACC, "acc {:.1%}")):
-        value = row.get(column)
-        if value is not None and not pd.isna(value):
-            parts.append(fmt.format(value))
-    return ", ".join(p for p in parts if p)
-
-
-def _layer_ticks(ax, layers: list[str]) -> None:
-    if 0 < len(layers) <= 40:  # names stay readable up to about ResNet-56's stage count
-        ax.set_xticks(range(len(layers)), layers, rotation=90, fontsize="x-small")
-
+# ---- curve pieces -------------------------------------------------------------------------------
 
 def _curve(ax, history: pd.DataFrame, metric: str, factor: float, color, style, label) -> None:
     if metric in history:

@@ -248,10 +248,7 @@ def _download(ref: str, tracking_uri: str | None) -> Path:
 
     model_uri = _model_uri(ref)
     uri = resolve_tracking_uri(tracking_uri)
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise FileNotFoundError(f"no MLflow store at {uri}: pass --tracking-uri of the store "
-                                "that holds the run")
-    check_tracking(uri)   # a dead server is one line, not minutes of retries
+    check_tracking(uri, existing=True)   # a dead server is one line, not minutes of retries
     if model_uri.startswith("runs:/"):
         _check_run_has_model(uri, model_uri.split("/")[1])
     folder = Path(tempfile.mkdtemp(prefix="hetero-model-"))

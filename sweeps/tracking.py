@@ -39,6 +39,9 @@ DEFAULT_DB = "mlflow.db"
 DEFAULT_UI = "http://127.0.0.1:5000"   # where `mlflow ui` serves a local store
 UI_TRAINING_VIEW = "workflowType=machine_learning"  # MLflow 3's UI: runs, not GenAI pages
 METRIC_DIGITS = 6                      # significant digits a float metric is logged with
+# the fix when a store to read is not there
+STORE_HINT = ("the --tracking-uri of the sweep's store "
+              "(e.g. sqlite:////abs/path/mlflow.db or http://host:5000)")
 
 
 class TrackingError(RuntimeError):
@@ -164,17 +167,25 @@ def metric_value(value: float) -> float:
 
 
 # ------------------------------------------------------------------------------ reachability
-def check_tracking(uri: str, *, timeout: float = 5.0) -> None:
-    """Raise :class:`TrackingError` unless runs can be logged at ``uri`` (checked up front)."""
+def check_tracking(uri: str, *, existing: bool = False, timeout: float = 5.0) -> None:
+    """Raise :class:`TrackingError` unless the store at ``uri`` can be used, checked up front so a
+    bad store is one line, not a failure in every trial or minutes of MLflow's retries.
+
+    The one reachability check of every command. A sweep logs (the default): an SQLite file may
+    still be made but its folder must be writable. A reader (``existing=True``: the analysis,
+    ``hetero export``) needs the file to be there, since MLflow would silently create an empty
+    one and then report "no experiment".
+    """
     if uri.startswith(("http://", "https://")):
-        _check_http(uri, timeout)
+        _check_http(uri, timeout, existing)
     elif is_sqlite(uri):
-        _check_sqlite(sqlite_path(uri))
+        _check_sqlite(sqlite_path(uri), existing)
 
 
-def _check_http(uri: str, timeout: float) -> None:
-    fix = ("start it (e.g. `mlflow server --host 127.0.0.1 --port PORT --workers 1`), "
-           "or pass --tracking-uri sqlite:///mlflow.db to log to a local file")
+def _check_http(uri: str, timeout: float, existing: bool) -> None:
+    start = "start it (e.g. `mlflow server --host 127.0.0.1 --port PORT --workers 1`), or pass "
+    fix = start + (STORE_HINT if existing else
+                   "--tracking-uri sqlite:///mlflow.db to log to a local file")
     try:
         with urllib.request.urlopen(f"{uri}/health", timeout=timeout) as response:
             if response.status == 200:
@@ -189,12 +200,17 @@ def _check_http(uri: str, timeout: float) -> None:
     raise TrackingError(f"MLflow tracking server {uri} {problem}: {fix}.")
 
 
-def _check_sqlite(path: Path) -> None:
+def _check_sqlite(path: Path, existing: bool) -> None:
     uri = f"sqlite:///{path}"
-    if not path.parent.is_dir():
+    if existing:  # read only: the folder's permissions do not matter, the file's presence does
+        if not path.is_file():
+            raise TrackingError(f"no MLflow store at {uri} (no file {path}): run a sweep first, "
+                                f"or pass {STORE_HINT}.")
+    elif not path.parent.is_dir():
         raise TrackingError(f"MLflow store {uri}: folder {path.parent} does not exist; "
                             "create it or pass another --tracking-uri.")
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    elif not os.access(path.parent, os.W_OK) or (path.exists()
+                                                 and not os.access(path, os.W_OK)):
         raise TrackingError(f"MLflow store {uri} is not writable; fix the permissions or pass "
                             "another --tracking-uri.")
     try:
@@ -501,10 +517,10 @@ def _param_text(value: Any) -> str:
 
 
 def width_figure(result):
-    """The trial's per-layer width profile, drawn by the one width plot (analysis.plots)."""
-    import pandas as pd
+    """The trial's per-layer width profile, drawn by the one width plot (sweeps.width_plot)."""
+    import pandas as pd  # lazily, with matplotlib: only a finishing trial draws
 
-    from analysis.plots import plot_width_profiles
+    from sweeps.width_plot import plot_width_profiles
 
     row = {"widths": dict(result.config.widths), "base_widths": dict(result.base_config.widths),
            keys.METRIC_ACCURACY: result.accuracy}

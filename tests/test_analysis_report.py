@@ -297,13 +297,21 @@ def test_empty_sweep_names_the_fix(store):
 
 
 def test_missing_database_is_not_created(tmp_path):
-    with pytest.raises(AnalysisError, match="no MLflow database.*--tracking-uri"):
+    with pytest.raises(AnalysisError, match="no MLflow store at sqlite:///.*--tracking-uri"):
         load_sweep("demo", tracking_uri=f"sqlite:///{tmp_path}/absent.db")
     assert not (tmp_path / "absent.db").exists()
 
 
+def test_a_file_that_is_no_database_is_named(tmp_path):
+    (tmp_path / "notes.db").write_text("not a database, " * 100)
+    with pytest.raises(AnalysisError, match="is not an SQLite database.*--tracking-uri"):
+        load_sweep("demo", tracking_uri=f"sqlite:///{tmp_path}/notes.db")
+
+
 def test_unreachable_server_fails_fast():
-    with pytest.raises(AnalysisError, match="cannot reach the MLflow server"):
+    # the sweep's own check (sweeps.tracking.check_tracking), so the same words as `hetero sweep`
+    with pytest.raises(AnalysisError, match="MLflow tracking server http://127.0.0.1:9 is not "
+                                            "reachable.*--tracking-uri of the sweep's store"):
         load_sweep("demo", tracking_uri="http://127.0.0.1:9")
 
 

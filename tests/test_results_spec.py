@@ -67,17 +67,17 @@ def test_optuna_study_lives_in_the_sweep_folder_and_survives_a_restore(tmp_path)
     import optuna
     from ray import tune
 
-    from sweeps.runner import _optuna, study_storage
+    from sweeps.plans import optuna_search, study_storage
 
     spec = spec_from_dict(BASE)
     url = study_storage(str(tmp_path), "r")
     assert url == f"sqlite:///{tmp_path / 'r' / 'r.optuna.db'}"
-    first = _optuna(spec, "r", str(tmp_path))
+    first = optuna_search(spec, "r", str(tmp_path))
     first.set_search_properties(None, None, {"width_mult": tune.uniform(1.5, 2.0)})
     first.suggest("a")
     first.on_trial_complete("a", {keys.METRIC_ACCURACY: 0.9, keys.METRIC_FLOPS_RATIO: 1.0})
     first.save(str(tmp_path / "searcher.pkl"))
-    again = _optuna(spec, "r", str(tmp_path))
+    again = optuna_search(spec, "r", str(tmp_path))
     again.restore(str(tmp_path / "searcher.pkl"))
     again.suggest("b")
     again.on_trial_complete("b", {keys.METRIC_ACCURACY: 0.8, keys.METRIC_FLOPS_RATIO: 0.5})
