@@ -74,9 +74,9 @@ FIXED = tuple(n for n, s in trial_settings().items() if s.sweep == "fixed")
 # Real-valued axes may be continuous ranges (Optuna samples them).
 RANGE_DIMENSIONS = tuple(n for n in AXES if isinstance(trial_defaults()[n], float))
 # Axes the uniform baselines run over too (seeds, data fractions, KD): every axis that is not
-# LW-DNA-only, but the width, which the baselines list themselves.
+# LW-DNA-only, but the one their curve runs along (the width), whose values they list themselves.
 BASELINE_AXES = tuple(n for n in AXES
-                      if not trial_settings()[n].lwdna_only and n != "width_mult")
+                      if not trial_settings()[n].lwdna_only and not trial_settings()[n].curve)
 # `baselines: [..., matched]`: besides the listed widths, the uniform width whose cost matches
 # each LW-DNA target (the uniform arm at the LW-DNA's exact FLOPs, not only a grid).
 MATCHED = "matched"
@@ -736,7 +736,6 @@ def _unreachable(space, base) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------- smoke test
-SMOKE_DATA_FRACTION = 0.25
 SMOKE_STORAGE = SweepSpec.storage   # the default: ./ray_results
 SMOKE_SUFFIX = "-smoke"
 
@@ -744,26 +743,23 @@ SMOKE_SUFFIX = "-smoke"
 def smoke_test(spec: SweepSpec) -> SweepSpec:
     """The same sweep shrunk to two one-epoch lwdna trials and one baseline on digits.
 
-    It touches none of the spec's data folders, stores or GPU settings, so that it checks a
-    spec for a cluster on a laptop: digits, the CPU, Tune state in ./ray_results, and MLflow
-    experiment ``<experiment>-smoke`` in the default store (``--tracking-uri`` may name another),
-    so that the smoke sweep never mixes with the real one.
+    Each searched list is trimmed as its setting declares (``smoke`` in hetero.trial: the first
+    value, the two largest targets, the smoke test's own data fraction, one seed or two when the
+    rest leave one trial). It touches none of the spec's data folders, stores or GPU settings,
+    so that it checks a spec for a cluster on a laptop: digits, the CPU, Tune state in
+    ./ray_results, and MLflow experiment ``<experiment>-smoke`` in the default store
+    (``--tracking-uri`` may name another), so that the smoke sweep never mixes with the real one.
     """
     space = spec.space
-    targets = tuple(sorted(space.targets)[-2:])
-    seeds = space.seeds[:1] if len(targets) == 2 else (space.seeds[0], space.seeds[0] + 1)
-    small_space = replace(space, width_mults=space.width_mults[:1], targets=targets,
-                          criteria=space.criteria[:1], remain_ratios=space.remain_ratios[:1],
-                          linear_ratios=space.linear_ratios[:1], seeds=seeds,
-                          data_fractions=(SMOKE_DATA_FRACTION,))
+    small_space = _smoke_space(space)
     protocol = spec.protocol.replace(epochs=1, warmup_epochs=0, device="cpu",
                                      batch_size=min(spec.protocol.batch_size, 64))
     search = replace(spec.search, num_samples=1 if spec.search.type == "grid" else 2)
     # each ablation once more on the small space: its changed lists cut to their first value
-    # (but the data fraction and seeds, which the smoke test sets itself)
+    # (but those the smoke test sets itself: the data fraction and the seeds)
+    own = {AXES[n] for n in AXES if _smoke_sets_itself(trial_settings()[n].smoke)}
     ablations = tuple(replace(small_space, **{k: tuple(v[:1]) for k, v in
-                                              _changed(space, ablation).items()
-                                              if k not in ("data_fractions", "seeds")})
+                                              _changed(space, ablation).items() if k not in own})
                       for ablation in spec.ablations)
     tracking = replace(spec.tracking, uri=None, experiment=f"{spec.experiment}{SMOKE_SUFFIX}")
     return replace(
@@ -772,3 +768,29 @@ def smoke_test(spec: SweepSpec) -> SweepSpec:
         search=search, scheduler=SchedulerSpec(),
         resources=ResourceSpec(cpus=1.0, gpus=0.0, max_concurrent=2),
         tracking=tracking, storage=SMOKE_STORAGE)
+
+
+def _smoke_sets_itself(rule: Any) -> bool:
+    return isinstance(rule, tuple) or rule == "pair"
+
+
+def _smoke_space(space):
+    """Every searched list trimmed by its declared ``smoke`` rule."""
+    small: dict[str, tuple[Any, ...]] = {}
+    pairs = []
+    for name, plural in AXES.items():
+        rule, values = trial_settings()[name].smoke, getattr(space, plural)
+        if isinstance(rule, tuple):
+            small[plural] = rule
+        elif rule == "two_largest":
+            small[plural] = tuple(sorted(values)[-2:])
+        elif rule == "pair":
+            pairs.append(plural)
+        else:  # "first"
+            small[plural] = tuple(values[:1])
+    # two lwdna trials: a pair of replicates when the other lists leave one trial
+    trials = math.prod(len(v) for v in small.values())
+    for plural in pairs:
+        values = getattr(space, plural)
+        small[plural] = tuple(values[:1]) if trials >= 2 else (values[0], values[0] + 1)
+    return replace(space, **small)
