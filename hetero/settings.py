@@ -7,6 +7,7 @@ declarations, so each fact about a setting is written once. Standard library onl
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -73,7 +74,7 @@ class Setting:
         if self.lo is None and self.hi is None and not self.integer:
             return
         number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or (self.integer and float(value) != int(value)) or value != value:
+        if not number or not math.isfinite(value) or (self.integer and float(value) != int(value)):
             raise ValueError(f"{name} must be {self.accepted()}, got {value!r}")
         low_bad = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
         if low_bad or (self.hi is not None and value > self.hi):

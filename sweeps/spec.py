@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields, make_dataclass, replace
 from typing import Any, NamedTuple
 
 from hetero.protocol import TrainProtocol
-from hetero.settings import declared
+from hetero.settings import Setting, declared
 from hetero.trial import axes as trial_axes
 from hetero.trial import defaults as trial_defaults
 from hetero.trial import settings as trial_settings
@@ -273,22 +273,22 @@ def _shown(value: Any) -> str:
 
 def _number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
             integer: bool = False) -> Validator:
-    kind = "an integer" if integer else "a number"
-    if lo is not None and hi is not None:
-        accepted = f"{kind} in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
-    elif lo is not None:
-        accepted = f"{kind} {'>' if lo_open else '>='} {lo:g}"
-    else:
-        accepted = kind
+    """A number in a range, checked as a declared setting with that range is."""
+    return _declared_number(Setting("", lo=lo, hi=hi, lo_open=lo_open, integer=integer))
 
+
+def _declared_number(declared: Setting) -> Validator:
+    """A number as ``declared`` accepts it (its range: :meth:`Setting.check`), given with the
+    YAML type it needs: an integer setting takes ``2``, never ``2.0`` or ``true``."""
     def check(path: str, value: Any) -> Any:
-        ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-        if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
-            raise _fail(path, accepted, value)
-        too_low = lo is not None and (value <= lo if lo_open else value < lo)
-        if too_low or (hi is not None and value > hi):
-            raise _fail(path, accepted, value)
-        return value if integer else float(value)
+        ok_type = isinstance(value, int) if declared.integer else isinstance(value, int | float)
+        if isinstance(value, bool) or not ok_type or not math.isfinite(value):
+            raise _fail(path, declared.accepted(), value)
+        try:
+            declared.check(path, value)
+        except ValueError:
+            raise _fail(path, declared.accepted(), value) from None
+        return value if declared.integer else float(value)
 
     return check
 
@@ -366,8 +366,12 @@ def _setting(name: str) -> Validator:
     """A validator from the TrialSpec setting's own declaration (range, choices, type)."""
     declared = trial_settings()[name]
     default = trial_defaults()[name]
+    ranged = declared.integer or declared.lo is not None or declared.hi is not None
+    as_number = _declared_number(declared)
 
     def check(path: str, value: Any) -> Any:
+        if ranged and (value is not None or default is not None):
+            return as_number(path, value)
         numeric = isinstance(default, int | float) and not isinstance(default, bool)
         if isinstance(value, bool) and numeric or (numeric and not isinstance(value, int | float)):
             raise _fail(path, declared.accepted(), value)
