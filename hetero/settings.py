@@ -7,11 +7,20 @@ declarations, so each fact about a setting is written once. Standard library onl
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["Setting", "setting", "declared", "check_declared"]
+__all__ = ["Setting", "setting", "declared", "check_declared", "TOKEN_SHOWN", "SMOKE_RULES"]
+
+# When a run name writes a searched setting's token that does not vary in the sweep: always, only
+# when it varies, or also when it is set away from its default (so that the usual value is quiet).
+TOKEN_SHOWN = ("always", "varying", "set")
+# How the smoke test trims a searched list (a tuple of values instead replaces it): its first
+# value; its two largest; its first, plus the next integer when the other lists leave one trial.
+SMOKE_RULES = ("first", "two_largest", "pair")
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,28 @@ class Setting:
     pattern_help: str = ""              # ... in words, for the error message
     cli: bool = True                    # a flag of `hetero run` / `hetero shrink`
     lwdna_only: bool = False            # meaningless for a uniform baseline (not logged there)
+    # How sweeps and analysis treat the setting besides its value (each derived use reads these,
+    # so a new setting needs no hand list elsewhere):
+    param: bool = True                  # an MLflow param of each trial and an analysis column
+    replicate: bool = False             # trials differing only in it are repeats (averaged)
+    curve: bool = False                 # the uniform arm runs along it (`baselines:` lists its
+    #                                     values): no shared baseline axis, no comparison context
+    token: str | Callable[[Any], str] | None = None  # an axis's run-name token: a str.format
+    #                                     template ("t{:.2f}") or a function; default NAME=VALUE
+    token_shown: str = "varying"        # one of TOKEN_SHOWN
+    smoke: str | tuple[Any, ...] = "first"  # one of SMOKE_RULES, or the smoke test's own values
+
+    def __post_init__(self) -> None:
+        if self.token_shown not in TOKEN_SHOWN:
+            raise ValueError(f"token_shown must be one of {', '.join(TOKEN_SHOWN)}")
+        if not isinstance(self.smoke, tuple) and self.smoke not in SMOKE_RULES:
+            raise ValueError(f"smoke must be a tuple of values or one of {', '.join(SMOKE_RULES)}")
+
+    def token_of(self, name: str, value: Any) -> str:
+        """The run-name token of ``value`` (``w2.0``, ``t0.50``, ``dhp``)."""
+        if self.token is None:
+            return f"{name}={value}"
+        return self.token(value) if callable(self.token) else self.token.format(value)
 
     def check(self, name: str, value: Any) -> None:
         """Raise ``ValueError`` naming the setting and what it accepts."""
@@ -43,7 +74,7 @@ class Setting:
         if self.lo is None and self.hi is None and not self.integer:
             return
         number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or (self.integer and float(value) != int(value)) or value != value:
+        if not number or not math.isfinite(value) or (self.integer and float(value) != int(value)):
             raise ValueError(f"{name} must be {self.accepted()}, got {value!r}")
         low_bad = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
         if low_bad or (self.hi is not None and value > self.hi):

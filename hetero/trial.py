@@ -6,7 +6,11 @@
 - the ``hetero run`` / ``hetero shrink`` flags (:func:`hetero.cli` reads :func:`settings`);
 - the sweep spec's ``space:`` schema (``sweeps.spec``): ``axis`` settings are searched lists under
   their plural name (``width_mults: [1.5, 2.0]``), ``fixed`` ones take one value per sweep;
-- the MLflow params of every trial and the columns analysis reads (:func:`params_of`).
+- the MLflow params of every trial and the columns analysis reads (:func:`params_of`);
+- how sweeps and analysis treat a setting (``param``, ``replicate``, ``curve``, ``lwdna_only``):
+  what tells experiments apart and what both arms must share (``sweeps.keys``);
+- a searched setting's run-name token and when a name writes it (``token``, ``token_shown``),
+  and how the smoke test trims its list (``smoke``).
 
 Adding a hyperparameter is one field here plus the code that uses it. This module imports only
 the standard library (analysis reads it without torch).
@@ -34,6 +38,12 @@ TARGET_METRICS = ("flops", "params", "latency")
 MAX_WIDTH_MULT = 16.0
 
 
+def _width_token(mult: float) -> str:
+    """``w2.0``, ``w0.75``, ``w1.25``: three significant digits, always a decimal point."""
+    text = f"{mult:.3g}"
+    return f"w{text if '.' in text else text + '.0'}"
+
+
 @dataclass(frozen=True)
 class TrialSpec:
     """Everything one trial needs. ``target`` is a fraction of the width-1.0 baseline's cost."""
@@ -54,25 +64,29 @@ class TrialSpec:
                                   "is kept as an opaque block (its channels and cost fixed), for "
                                   "a part the channel graph cannot follow", sweep="fixed")
     baseline: bool = setting(False, "train the uniform network at --width-mult instead",
-                             cli=False)
+                             cli=False, param=False)   # the run's kind says it
     width_mult: float = setting(2.0, "widening multiplier beta", lo=0, hi=MAX_WIDTH_MULT,
-                                lo_open=True, sweep="axis", plural="width_mults")
+                                lo_open=True, sweep="axis", plural="width_mults", curve=True,
+                                token=_width_token, token_shown="always")
     target: float = setting(1.0, "cost target as a fraction of the width-1.0 baseline's",
                             lo=0, hi=MAX_WIDTH_MULT ** 2, lo_open=True, sweep="axis",
-                            plural="targets", lwdna_only=True)
+                            plural="targets", lwdna_only=True, token="t{:.2f}",
+                            token_shown="always", smoke="two_largest")
     target_metric: str = setting("flops", "what the target counts: FLOPs (macs), params, or "
                                  "batch-1 latency on the trial's device",
                                  choices=TARGET_METRICS,
                                  sweep="fixed", lwdna_only=True)
     criterion: str = setting("dhp", "channel score: dhp | gate | bn | l1, or random (the "
                              "control: a random LW-DNA at the same target and floors)",
-                             sweep="axis", plural="criteria", lwdna_only=True)
+                             sweep="axis", plural="criteria", lwdna_only=True, token="{}",
+                             token_shown="always")
     remain_ratio: float = setting(0.4, "rho: every unit keeps at least this share of its "
                                   "widened channels", lo=0, hi=1, lo_open=True, sweep="axis",
-                                  plural="remain_ratios", lwdna_only=True)
+                                  plural="remain_ratios", lwdna_only=True, token="r{:.3g}")
     linear_ratio: float = setting(0.45, "tau: the floor of every unit the classifier reads; 1.0 "
                                   "never prunes it (the reference CIFAR ResNet)", lo=0, hi=1,
-                                  lo_open=True, sweep="axis", plural="linear_ratios", lwdna_only=True)
+                                  lo_open=True, sweep="axis", plural="linear_ratios", lwdna_only=True,
+                                  token="l{:.3g}")
     score_batches: int = setting(2, "scoring mini-batches (the reference: 2)", lo=1,
                                  integer=True, sweep="fixed", lwdna_only=True)
     score_batch_fraction: float = setting(1.0, "scoring mini-batch size as a fraction of the "
@@ -84,7 +98,7 @@ class TrialSpec:
     init: str = setting("fresh", "the derived network's starting weights: fresh (the paper's "
                         "'from scratch'), inherit (the scored wide network's kept weights), "
                         "hyper (dhp: generated from the kept latents, as the reference code)",
-                        choices=INITS, sweep="axis", plural="inits", lwdna_only=True)
+                        choices=INITS, sweep="axis", plural="inits", lwdna_only=True, token="{}")
     dhp_score: str = setting("grad", "dhp: rank by |dL/dz| (grad, the paper's text) or |z| "
                              "(latent, the released ResNet-50 code)", choices=DHP_SCORES,
                              sweep="fixed", lwdna_only=True)
@@ -109,13 +123,16 @@ class TrialSpec:
     kd_weight: float = setting(0.0, "> 0: distil from the widened uniform network trained "
                                "first with the same protocol (the paper's CIFAR LW-DNA rows: "
                                "0.4); both arms of a sweep get it (baselines distil from a 2x "
-                               "teacher)", lo=0, hi=1, sweep="axis", plural="kd_weights")
+                               "teacher)", lo=0, hi=1, sweep="axis", plural="kd_weights",
+                               token="kd{:g}", token_shown="set")
     kd_temperature: float = setting(4.0, "distillation temperature (the paper: 4)", lo=0,
                                     lo_open=True, sweep="fixed")
     seed: int = setting(0, "seed of the scoring batches, init and data order", lo=0,
-                        integer=True, sweep="axis", plural="seeds")
+                        integer=True, sweep="axis", plural="seeds", replicate=True,
+                        token="s{}", token_shown="always", smoke="pair")
     data_fraction: float = setting(1.0, "fraction of the training split to use", lo=0,
-                                   hi=1, lo_open=True, sweep="axis", plural="data_fractions")
+                                   hi=1, lo_open=True, sweep="axis", plural="data_fractions",
+                                   token="f{:g}", token_shown="set", smoke=(0.25,))
     protocol: TrainProtocol = field(default_factory=TrainProtocol)
     options: dict[str, Any] = field(default_factory=dict)  # family options, e.g. shortcut
 
@@ -163,7 +180,7 @@ def params_of(spec: TrialSpec) -> dict[str, Any]:
     (a baseline's LW-DNA-only ones left out, its criterion ``uniform``), the protocol's fields,
     and the family options (``options``)."""
     out = {name: getattr(spec, name) for name, s in settings().items()
-           if name != "baseline" and not (spec.baseline and s.lwdna_only)}
+           if s.param and not (spec.baseline and s.lwdna_only)}
     if spec.baseline:
         out["criterion"] = BASELINE_CRITERION
     return {**out, **spec.protocol.to_dict(), "options": dict(spec.options)}

@@ -69,13 +69,16 @@ PARAM_INIT = _param("init")
 PARAM_KD_WEIGHT = _param("kd_weight")
 PARAM_LATENCY_BATCH = "latency_batch"  # the throughput batch of the latency metrics (sweep-level)
 
-# Derived from the declarations, so a new setting needs no edit here:
-# - what makes two trials "the same experiment but another seed" (analysis groups by these);
-SETTING_PARAMS = (*(n for n in _trial_settings() if n not in ("seed", "baseline")), PARAM_EPOCHS)
+# Derived from the declarations (their param / replicate / curve / lwdna_only flags), so a new
+# setting needs no edit here:
+# - what makes two trials "the same experiment but another seed" (analysis groups by these):
+#   every logged setting but the replicate (the seed);
+SETTING_PARAMS = (*(n for n, s in _trial_settings().items() if s.param and not s.replicate),
+                  PARAM_EPOCHS)
 # - what both arms must share to be compared at all: every setting a uniform baseline has too,
-#   but its width and the seed (matched by the pairing).
-CONTEXT_PARAMS = (*(n for n, s in _trial_settings().items()
-                    if not s.lwdna_only and n not in ("width_mult", "seed", "baseline")),
+#   but the one its curve runs along (the width) and the replicate (matched by the pairing).
+CONTEXT_PARAMS = (*(n for n, s in _trial_settings().items() if s.param and not s.lwdna_only
+                    and not s.curve and not s.replicate),
                   PARAM_EPOCHS)
 
 # ---- metrics ---------------------------------------------------------------------------------

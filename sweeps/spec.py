@@ -1,54 +1,70 @@
 """The sweep spec: a YAML file validated into frozen dataclasses before anything starts.
 
-Structure and values are checked here with no heavy imports; :func:`check_spec` then asks hetero
-whether the model, the criteria and the dataset exist and whether every (width, floors, target)
-combination is reachable. Errors name the key path and what is accepted.
+This module holds the spec's dataclasses and loads them (:func:`load_spec`, :func:`spec_from_dict`);
+the checks live beside it: ``sweeps.validate`` (the validator library and the schemas: structure
+and values, no heavy imports), ``sweeps.feasibility`` (:func:`check_spec` asks hetero whether the
+model, the criteria and the dataset exist and whether every (width, floors, target) combination
+is reachable) and ``sweeps.smoke`` (:func:`smoke_test`). Their public names are importable from
+here too. Errors name the key path and what is accepted.
 """
 
 from __future__ import annotations
 
-import difflib
 import itertools
-import math
 import os
 import random
-import re
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, make_dataclass, replace
-from typing import Any, NamedTuple
+from typing import Any
 
 from hetero.protocol import TrainProtocol
-from hetero.settings import declared
-from hetero.trial import axes as trial_axes
 from hetero.trial import defaults as trial_defaults
 from hetero.trial import settings as trial_settings
 from sweeps import keys
-from sweeps.samplers import SAMPLERS
+from sweeps.feasibility import (
+    base_config,
+    check_combined,
+    check_dataset,
+    check_spec,
+    matched_widths,
+    relative_note,
+)
+from sweeps.smoke import smoke_test
+from sweeps.validate import (
+    ABLATION_SCHEMA,
+    AXES,
+    DATASET_SCHEMA,
+    FIXED,
+    MATCHED,
+    MODEL_SCHEMA,
+    MOVED,
+    NAME_PATTERN,
+    RANGE_DIMENSIONS,
+    RESOURCE_SCHEMA,
+    SCHEDULER_SCHEMA,
+    SEARCH_SCHEMA,
+    SPACE_SCHEMA,
+    TOP_LEVEL_KEYS,
+    TRACKING_SCHEMA,
+    Range,
+    SpecError,
+    _baseline_width,
+    _check_keys,
+    _fail,
+    _list,
+    _mapping,
+    _name,
+    _named_section,
+    _number,
+    _protocol,
+    _section,
+    _text,
+)
 
-__all__ = ["SpecError", "SweepSpec", "matched_widths", "ModelSpec", "DatasetSpec", "SpaceSpec", "SearchSpec",
-           "SchedulerSpec", "ResourceSpec", "TrackingSpec", "load_spec",
-           "spec_from_dict", "check_spec", "base_config", "smoke_test", "Range",
-           "RANGE_DIMENSIONS"]
-
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class SpecError(ValueError):
-    """A sweep spec problem; the message names the key path and the fix."""
-
-
-class Range(NamedTuple):
-    """A continuous interval ``{low, high}`` that Optuna samples (uniformly for Tune's domain).
-
-    A tuple of its two ends, so code that checks or enumerates a dimension's values (the
-    reachability check, the smoke test) sees the interval's corners.
-    """
-
-    low: float
-    high: float
-
-    def to_dict(self) -> dict[str, float]:
-        return {"low": self.low, "high": self.high}
+__all__ = ["SpecError", "SweepSpec", "matched_widths", "ModelSpec", "DatasetSpec", "SpaceSpec",
+           "SearchSpec", "SchedulerSpec", "ResourceSpec", "TrackingSpec", "load_spec",
+           "spec_from_dict", "check_spec", "check_dataset", "relative_note", "base_config",
+           "smoke_test", "Range", "RANGE_DIMENSIONS", "AXES", "FIXED", "BASELINE_AXES", "MATCHED",
+           "MOVED", "NAME_PATTERN", "SPACE_SCHEMA", "ABLATION_SCHEMA", "TOP_LEVEL_KEYS"]
 
 
 # ---------------------------------------------------------------------------------- dataclasses
@@ -66,23 +82,10 @@ class DatasetSpec:
     download: bool = False
 
 
-# The space section mirrors hetero's TrialSpec (its single owner): every "axis" setting is a
-# searched list (or a {low, high} range for a real-valued one) under its plural name, every
-# "fixed" setting one value for the whole sweep. Nothing here names a hyperparameter.
-AXES = trial_axes()                                          # setting -> plural key
-FIXED = tuple(n for n, s in trial_settings().items() if s.sweep == "fixed")
-# Real-valued axes may be continuous ranges (Optuna samples them).
-RANGE_DIMENSIONS = tuple(n for n in AXES if isinstance(trial_defaults()[n], float))
 # Axes the uniform baselines run over too (seeds, data fractions, KD): every axis that is not
-# LW-DNA-only, but the width, which the baselines list themselves.
+# LW-DNA-only, but the one their curve runs along (the width), whose values they list themselves.
 BASELINE_AXES = tuple(n for n in AXES
-                      if not trial_settings()[n].lwdna_only and n != "width_mult")
-# `baselines: [..., matched]`: besides the listed widths, the uniform width whose cost matches
-# each LW-DNA target (the uniform arm at the LW-DNA's exact FLOPs, not only a grid).
-MATCHED = "matched"
-# Keys that moved: an old spec gets the new place named instead of "unknown key".
-MOVED = {"protocol.kd_weight": "space.kd_weights (a list: KD is a lever both arms run with)",
-         "protocol.kd_temperature": "space.kd_temperature"}
+                      if not trial_settings()[n].lwdna_only and not trial_settings()[n].curve)
 
 
 def _values(self, dimension: str) -> tuple[Any, ...] | Range:
@@ -254,247 +257,13 @@ def _plain(obj: Any) -> dict[str, Any]:
     return {f.name: plain(getattr(obj, f.name)) for f in fields(obj)}
 
 
-# ---------------------------------------------------------------------------------- validators
-Validator = Callable[[str, Any], Any]
-
-
-def _fail(path: str, accepted: str, value: Any) -> SpecError:
-    return SpecError(f"{path} must be {accepted}, got {_shown(value)}")
-
-
-def _shown(value: Any) -> str:
-    """The value as the error shows it: cut short, so one error is one readable line."""
-    import reprlib
-
-    short = reprlib.Repr()
-    short.maxlevel, short.maxlist, short.maxdict, short.maxstring = 3, 8, 8, 60
-    return short.repr(value)
-
-
-def _number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
-            integer: bool = False) -> Validator:
-    kind = "an integer" if integer else "a number"
-    if lo is not None and hi is not None:
-        accepted = f"{kind} in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
-    elif lo is not None:
-        accepted = f"{kind} {'>' if lo_open else '>='} {lo:g}"
-    else:
-        accepted = kind
-
-    def check(path: str, value: Any) -> Any:
-        ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-        if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
-            raise _fail(path, accepted, value)
-        too_low = lo is not None and (value <= lo if lo_open else value < lo)
-        if too_low or (hi is not None and value > hi):
-            raise _fail(path, accepted, value)
-        return value if integer else float(value)
-
-    return check
-
-
-def _one_of(*choices: str) -> Validator:
-    def check(path: str, value: Any) -> Any:
-        if value not in choices:
-            raise _fail(path, "one of " + ", ".join(choices), value)
-        return value
-
-    return check
-
-
-def _text(path: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise _fail(path, "a non-empty string", value)
-    return value
-
-
-def _name(path: str, value: Any) -> str:
-    if not isinstance(value, str) or not NAME_PATTERN.match(value):
-        raise _fail(path, "a name of letters, digits, '_', '.' or '-'", value)
-    return value
-
-
-def _flag(path: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _fail(path, "true or false", value)
-    return value
-
-
-def _optional(inner: Validator) -> Validator:
-    return lambda path, value: None if value is None else inner(path, value)
-
-
-def _mapping(path: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise _fail(path, "a mapping", value)
-    return dict(value)
-
-
-def _list(inner: Validator, *, allow_empty: bool = False) -> Validator:
-    def check(path: str, value: Any) -> tuple[Any, ...]:
-        items = value if isinstance(value, list | tuple) else [value]
-        if not items and not allow_empty:
-            raise _fail(path, "a non-empty list", value)
-        checked = tuple(inner(f"{path}[{i}]", item) for i, item in enumerate(items))
-        if len(set(checked)) != len(checked):
-            raise _fail(path, "a list without repeated values", value)
-        return checked
-
-    return check
-
-
-def _list_or_range(inner: Validator) -> Validator:
-    """A list of values, or ``{low, high}``: a continuous range (Optuna search only)."""
-    as_list = _list(inner)
-
-    def check(path: str, value: Any) -> tuple[Any, ...] | Range:
-        if not isinstance(value, Mapping):
-            return as_list(path, value)
-        _check_keys(path, value, ("low", "high"))
-        if set(value) != {"low", "high"}:
-            raise _fail(path, "a list or a range {low: L, high: H}", dict(value))
-        low, high = inner(f"{path}.low", value["low"]), inner(f"{path}.high", value["high"])
-        if not low < high:
-            raise _fail(path, "a range with low < high", dict(value))
-        return Range(low, high)
-
-    return check
-
-
-# ---------------------------------------------------------------------------------- schemas
-def _setting(name: str) -> Validator:
-    """A validator from the TrialSpec setting's own declaration (range, choices, type)."""
-    declared = trial_settings()[name]
-    default = trial_defaults()[name]
-
-    def check(path: str, value: Any) -> Any:
-        numeric = isinstance(default, int | float) and not isinstance(default, bool)
-        if isinstance(value, bool) and numeric or (numeric and not isinstance(value, int | float)):
-            raise _fail(path, declared.accepted(), value)
-        if isinstance(default, str) and not isinstance(value, str):
-            raise _fail(path, "one of " + ", ".join(declared.choices) if declared.choices
-                        else "a string", value)
-        try:
-            declared.check(name, value)
-        except ValueError:
-            accepted = ("one of " + ", ".join(map(str, declared.choices)) if declared.choices
-                        else declared.accepted())
-            raise _fail(path, accepted, value) from None
-        return float(value) if isinstance(default, float) else value
-
-    return check
-
-
-SPACE_SCHEMA: dict[str, Validator] = {
-    **{plural: (_list_or_range if name in RANGE_DIMENSIONS else _list)(_setting(name))
-       for name, plural in AXES.items()},
-    **{name: _setting(name) for name in FIXED},
-}
-SEARCH_SCHEMA: dict[str, Validator] = {
-    "type": _one_of("grid", "random", "optuna"),
-    "num_samples": _number(1, integer=True),
-    "sampler": _one_of(*SAMPLERS),
-    "seed": _number(0, integer=True),
-}
-SCHEDULER_SCHEMA: dict[str, Validator] = {
-    "type": _one_of("fifo", "asha"),
-    "grace_period": _number(1, integer=True),
-    "reduction_factor": _number(1, lo_open=True),
-}
-RESOURCE_SCHEMA: dict[str, Validator] = {
-    "cpus": _number(0, lo_open=True),
-    "gpus": _number(0),
-    "max_concurrent": _optional(_number(1, integer=True)),
-}
-# The experiment name also names the artifact folder of an SQLite store: a name, never a path.
-TRACKING_SCHEMA: dict[str, Validator] = {
-    "uri": _optional(_text), "experiment": _optional(_name),
-    "models": _one_of(keys.MODELS_ALL, keys.MODELS_NONE),
-    "latency_batch": _number(0, integer=True),
-}
-
-
-MODEL_SCHEMA: dict[str, Validator] = {
-    "name": _text,
-    "variant": _optional(lambda path, v: str(_number(1, integer=True)(path, v))
-                         if not isinstance(v, str) else v),
-    "options": _mapping,
-}
-DATASET_SCHEMA: dict[str, Validator] = {"name": _text, "data_dir": _optional(_text),
-                                        "download": _flag}
-TOP_LEVEL_KEYS = ("name", "model", "dataset", "protocol", "space", "ablations", "baselines",
-                  "search", "scheduler", "resources", "tracking", "storage", "retries")
-# What an ablation may change: space's searched lists (its fixed settings hold sweep-wide).
-ABLATION_SCHEMA = {plural: SPACE_SCHEMA[plural] for plural in AXES.values()}
-
-
-def _check_keys(path: str, data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    for key in data:
-        if key not in allowed:
-            where = f"{path}.{key}" if path else str(key)
-            if where in MOVED:
-                raise SpecError(f"{where} has moved: give it as {MOVED[where]}")
-            hint = difflib.get_close_matches(str(key), allowed, n=1)
-            maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
-            scope = f"under {path!r}" if path else "at the top level"
-            raise SpecError(f"unknown key {where!r}{maybe}; allowed keys {scope}: "
-                            f"{', '.join(allowed)}")
-
-
-def _section(path: str, data: Any, schema: dict[str, Validator], cls: type) -> Any:
-    data = {} if data is None else _mapping(path, data)
-    _check_keys(path, data, tuple(schema))
-    return cls(**{key: schema[key](f"{path}.{key}", value) for key, value in data.items()})
-
-
-def _named_section(path: str, data: Any, schema: dict[str, Validator], cls: type) -> Any:
-    # `model: resnet56` is short for `model: {name: resnet56}`.
-    if isinstance(data, str):
-        data = {"name": data}
-    if data is None or (isinstance(data, Mapping) and "name" not in data):
-        raise SpecError(f"{path} is required: give a name, e.g. `{path}: "
-                        f"{'resnet56' if path == 'model' else 'cifar10'}`")
-    return _section(path, data, schema, cls)
-
-
-def _protocol(data: Any) -> TrainProtocol:
-    data = {} if data is None else _mapping("protocol", data)
-    defaults = {f.name: f.default for f in fields(TrainProtocol)}
-    _check_keys("protocol", data, tuple(defaults))
-    settings = declared(TrainProtocol)
-    for key, value in data.items():
-        _check_type(f"protocol.{key}", value, defaults[key])
-        try:  # each field's own declared range; its message starts with the field's name
-            settings[key].check(key, value)
-        except ValueError as exc:
-            raise SpecError(f"protocol.{exc}") from None
-    try:
-        return TrainProtocol(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-    except ValueError as exc:  # the checks across fields (milestones, warm-up)
-        raise SpecError(f"protocol: {str(exc).removeprefix('training protocol: ')}") from None
-
-
-def _check_type(path: str, value: Any, default: Any) -> None:
-    # The dataclass defaults say what each protocol field holds.
-    if isinstance(default, bool):
-        _flag(path, value)
-    elif isinstance(default, int):
-        _number(integer=True)(path, value)
-    elif isinstance(default, float):
-        _number()(path, value)
-    elif isinstance(default, str):
-        _text(path, value)
-    elif isinstance(default, tuple):
-        _list(_number(), allow_empty=True)(path, value)
-
-
 # ---------------------------------------------------------------------------------- loading
 def spec_from_dict(data: Any, *, check: bool = True) -> SweepSpec:
     """Validate a parsed spec; ``check`` also asks hetero about models, data and reachability."""
     data = _mapping("the sweep spec", data)
     _check_keys("", data, TOP_LEVEL_KEYS)
     spec = _build(data)
-    _check_combined(spec)
+    check_combined(spec)
     if check:
         check_spec(spec)
     return spec
@@ -512,8 +281,7 @@ def _build(data: dict[str, Any]) -> SweepSpec:
     if "retries" in data:
         optional["retries"] = _number(0, integer=True)("retries", data["retries"])
     sections = {"space": SPACE_SCHEMA, "search": SEARCH_SCHEMA, "scheduler": SCHEDULER_SCHEMA,
-                "resources": RESOURCE_SCHEMA, "tracking": TRACKING_SCHEMA,
-}
+                "resources": RESOURCE_SCHEMA, "tracking": TRACKING_SCHEMA}
     classes = {"space": SpaceSpec, "search": SearchSpec, "scheduler": SchedulerSpec,
                "resources": ResourceSpec, "tracking": TrackingSpec}
     for key, schema in sections.items():
@@ -527,12 +295,6 @@ def _build(data: dict[str, Any]) -> SweepSpec:
         model=_named_section("model", data.get("model"), MODEL_SCHEMA, ModelSpec),
         dataset=_named_section("dataset", data.get("dataset"), DATASET_SCHEMA, DatasetSpec),
         protocol=_protocol(data.get("protocol")), **optional)
-
-
-def _baseline_width(path: str, value: Any) -> float | str:
-    if value == MATCHED:
-        return value
-    return _number(0, 8, lo_open=True)(path, value)
 
 
 def _ablations(data: Any, space) -> tuple[Any, ...]:
@@ -556,75 +318,6 @@ def _changed(space, ablation) -> dict[str, Any]:
     return {k: v for k, v in plain.items() if v != base[k]}
 
 
-def matched_widths(spec: SweepSpec) -> list[float]:
-    """The uniform width whose cost (the space's target metric) matches each LW-DNA target."""
-    from hetero.shrink import uniform_width_at
-
-    _check_matchable(spec)
-    metric, targets = spec.space.target_metric, spec.values("target")
-    base = base_config(spec)
-    return [uniform_width_at(base, t, target_metric=metric, divisor=spec.space.divisor)
-            for t in sorted(targets)]
-
-
-def _check_matchable(spec: SweepSpec) -> None:
-    if MATCHED in spec.baselines and (spec.space.target_metric == "latency"
-                                      or isinstance(spec.values("target"), Range)):
-        raise SpecError("baselines: matched needs listed FLOPs or params targets (not latency "
-                        "targets or a {low, high} range): list the baseline widths instead")
-
-
-def _check_trials(spec: SweepSpec) -> None:
-    """Every grid point is a valid trial (e.g. init hyper only with criterion dhp)."""
-    from hetero.trial import TrialSpec
-
-    for point in spec.lwdna_points():
-        settings = {k: v for k, v in point.items() if k != "kind" and not isinstance(v, Range)}
-        try:
-            TrialSpec(**settings, **spec.space.fixed_settings())
-        except ValueError as exc:
-            shown = ", ".join(f"{k} {v}" for k, v in settings.items() if k in spec.varying())
-            raise SpecError(f"the combination {shown or 'of space'} is not a valid trial: {exc}; "
-                            "put such levers in an ablation of their own (ablations: "
-                            "[{criteria: [dhp], inits: [hyper]}])") from None
-
-
-def _check_combined(spec: SweepSpec) -> None:
-    epochs = spec.protocol.epochs
-    if spec.scheduler.type == "asha" and spec.protocol.eval_every > 1:
-        raise SpecError("scheduler.type asha stops trials by each epoch's test accuracy: use "
-                        "protocol.eval_every 1 with it, or scheduler.type fifo")
-    if spec.scheduler.type == "asha" and spec.scheduler.grace_period > epochs:
-        raise _fail("scheduler.grace_period", f"an integer in [1, {epochs}] (protocol.epochs)",
-                    spec.scheduler.grace_period)
-    if spec.protocol.device.startswith("cuda") and spec.resources.gpus == 0:
-        raise SpecError(f"protocol.device {spec.protocol.device} needs resources.gpus > 0: Ray "
-                        "shows a trial only the GPUs it asks for; set resources.gpus, or "
-                        "protocol.device: auto")
-    search = spec.search
-    if search.type == "grid" and search.num_samples != 1:
-        raise SpecError("search.num_samples applies to random and optuna only; grid runs every "
-                        "combination once (list more seeds to repeat trials)")
-    if search.type == "optuna" and not spec.varying():
-        raise SpecError("search.type optuna needs a space with at least one list of two or "
-                        "more values; with a single combination use type: grid")
-    ranged = [d for d in spec.space.DIMENSIONS if isinstance(spec.space.values(d), Range)]
-    if ranged and search.type != "optuna":
-        raise SpecError(f"space: {', '.join(ranged)} given as a {{low, high}} range, which only "
-                        "search.type optuna samples; list the values instead for "
-                        f"{search.type} search")
-    if spec.ablations and search.type == "optuna":
-        raise SpecError("ablations list extra grids, which search.type grid or random runs; "
-                        "optuna samples `space` alone: drop ablations or use type: grid")
-    _check_trials(spec)
-    _check_matchable(spec)
-    available = len(spec.lwdna_points())
-    if search.type == "random" and search.num_samples > available:
-        raise _fail("search.num_samples", f"an integer in [1, {available}] (the number of "
-                    "distinct lwdna combinations; use type: grid to run them all)",
-                    search.num_samples)
-
-
 def load_spec(path: str | os.PathLike, *, check: bool = True) -> SweepSpec:
     """Read and validate a sweep YAML file."""
     from hetero.files import UserFileError, read_user_text
@@ -638,137 +331,3 @@ def load_spec(path: str | os.PathLike, *, check: bool = True) -> SweepSpec:
         return spec_from_dict(data, check=check)
     except SpecError as exc:
         raise SpecError(f"{os.fspath(path)}: {exc}") from None
-
-
-# ---------------------------------------------------------------------------------- hetero checks
-def check_spec(spec: SweepSpec, *, read_data: bool = True) -> None:
-    """Ask hetero: do the dataset, model and criteria exist, and is every target reachable?
-
-    ``read_data=False`` (a smoke test, which must not touch the spec's data folders) takes the
-    dataset's nominal shape instead of its folder's, and leaves out the reachability check of a
-    dataset that has none (``imagefolder``).
-    """
-    from hetero.dataset_info import DATASET_SHAPES
-    from hetero.importance import list_criteria
-
-    if read_data:
-        base = base_config(spec)
-    else:
-        nominal = DATASET_SHAPES.get(spec.dataset.name)
-        base = base_config(spec, shape=nominal) if nominal else None
-    known = list_criteria()
-    paths = ["space", *(f"ablations[{i}]" for i in range(len(spec.ablations)))]
-    for path, space in zip(paths, spec.spaces, strict=True):
-        for i, criterion in enumerate(space.criteria):
-            if criterion not in known:
-                raise _fail(f"{path}.criteria[{i}]", "one of " + ", ".join(known), criterion)
-    unreachable = [problem for space in spec.spaces for problem in _unreachable(space, base)
-                   if problem] if base is not None else []
-    unreachable = list(dict.fromkeys(unreachable))
-    if unreachable:
-        raise SpecError("unreachable combinations (the per-layer floors keep the network "
-                        "above or the widened network stays below the target): "
-                        + "; ".join(unreachable[:6])
-                        + ". Lower remain_ratios/linear_ratios, raise the target, or widen more.")
-
-
-def check_dataset(spec: SweepSpec) -> None:
-    """The data folder exists and has the expected layout (checked when a sweep starts, after
-    --smoke-test swapped in digits: the shipped specs name data folders a clone lacks)."""
-    from hetero.data import check_data
-
-    try:
-        check_data(spec.dataset.name, spec.dataset.data_dir, download=spec.dataset.download)
-    except (ValueError, FileNotFoundError) as exc:
-        raise SpecError(f"dataset: {exc}{relative_note(spec.dataset.data_dir)}") from None
-
-
-def relative_note(path: str | None) -> str:
-    """What an error about a path from a spec adds when the path was relative: the base it was
-    resolved against. The one rule for every path in a spec (``data_dir``, ``storage``, an
-    SQLite ``tracking.uri``): relative to the current folder, as a path given as a flag."""
-    if not path or ("://" in path and not path.startswith("sqlite:///")):
-        return ""
-    if os.path.isabs(os.path.expanduser(path.removeprefix("sqlite:///"))):
-        return ""
-    return f" (relative paths in a spec are resolved against the current folder, {os.getcwd()})"
-
-
-def base_config(spec: SweepSpec, shape: tuple[int, int, int] | None = None):
-    """The width-1.0 uniform ChannelConfig of the spec's model for its dataset (for ``shape``,
-    (channels, size, classes), instead of the dataset's own when given)."""
-    from hetero.data import dataset_shape
-    from hetero.method import TrialSpec, base_config_for
-
-    try:
-        shape = shape or dataset_shape(spec.dataset.name, spec.dataset.data_dir)
-    except (ValueError, FileNotFoundError) as exc:
-        raise SpecError(f"dataset: {exc}") from None
-    trial = TrialSpec(model=spec.model.name, variant=spec.model.variant,
-                      options=dict(spec.model.options), **spec.space.fixed_settings(),
-                      protocol=spec.protocol)
-    try:
-        return base_config_for(trial, shape)
-    except ValueError as exc:
-        raise SpecError(f"model: {exc}") from None
-
-
-def _unreachable(space, base) -> list[str]:
-    from hetero.models.factory import widen
-    from hetero.shrink import reachable_range
-
-    problems = []
-    if space.target_metric == "latency":
-        # Only the trial's own device can time what the floors allow; a trial whose latency
-        # target is out of reach fails with the timed range (hetero.latency_model).
-        return problems
-    for width, rho, tau in itertools.product(space.width_mults, space.remain_ratios,
-                                             space.linear_ratios):
-        wide = widen(base, width, divisor=space.divisor)
-        lo, hi = reachable_range(wide, base_config=base, target_metric=space.target_metric,
-                                 remain_ratio=rho, linear_ratio=tau, divisor=space.divisor)
-        for target in space.targets:
-            if not lo - 1e-9 <= target <= hi + 1e-9:
-                problems.append(f"width_mult {width:g}, remain_ratio {rho:g}, linear_ratio "
-                                f"{tau:g}, target {target:g} ({space.target_metric}; reachable "
-                                f"{lo:.3f}-{hi:.3f} of the baseline)")
-    return problems
-
-
-# ---------------------------------------------------------------------------------- smoke test
-SMOKE_DATA_FRACTION = 0.25
-SMOKE_STORAGE = SweepSpec.storage   # the default: ./ray_results
-SMOKE_SUFFIX = "-smoke"
-
-
-def smoke_test(spec: SweepSpec) -> SweepSpec:
-    """The same sweep shrunk to two one-epoch lwdna trials and one baseline on digits.
-
-    It touches none of the spec's data folders, stores or GPU settings, so that it checks a
-    spec for a cluster on a laptop: digits, the CPU, Tune state in ./ray_results, and MLflow
-    experiment ``<experiment>-smoke`` in the default store (``--tracking-uri`` may name another),
-    so that the smoke sweep never mixes with the real one.
-    """
-    space = spec.space
-    targets = tuple(sorted(space.targets)[-2:])
-    seeds = space.seeds[:1] if len(targets) == 2 else (space.seeds[0], space.seeds[0] + 1)
-    small_space = replace(space, width_mults=space.width_mults[:1], targets=targets,
-                          criteria=space.criteria[:1], remain_ratios=space.remain_ratios[:1],
-                          linear_ratios=space.linear_ratios[:1], seeds=seeds,
-                          data_fractions=(SMOKE_DATA_FRACTION,))
-    protocol = spec.protocol.replace(epochs=1, warmup_epochs=0, device="cpu",
-                                     batch_size=min(spec.protocol.batch_size, 64))
-    search = replace(spec.search, num_samples=1 if spec.search.type == "grid" else 2)
-    # each ablation once more on the small space: its changed lists cut to their first value
-    # (but the data fraction and seeds, which the smoke test sets itself)
-    ablations = tuple(replace(small_space, **{k: tuple(v[:1]) for k, v in
-                                              _changed(space, ablation).items()
-                                              if k not in ("data_fractions", "seeds")})
-                      for ablation in spec.ablations)
-    tracking = replace(spec.tracking, uri=None, experiment=f"{spec.experiment}{SMOKE_SUFFIX}")
-    return replace(
-        spec, name=f"{spec.name}{SMOKE_SUFFIX}", dataset=DatasetSpec("digits"),
-        protocol=protocol, space=small_space, ablations=ablations, baselines=(1.0,),
-        search=search, scheduler=SchedulerSpec(),
-        resources=ResourceSpec(cpus=1.0, gpus=0.0, max_concurrent=2),
-        tracking=tracking, storage=SMOKE_STORAGE)

@@ -17,6 +17,8 @@ from typing import Any
 
 from hetero.errors import TrainingDiverged
 from hetero.trial import TrialSpec
+from hetero.trial import defaults as trial_defaults
+from hetero.trial import settings as trial_settings
 from sweeps import keys
 from sweeps.tracking import TrialRun, TrialTracking, source_tags
 
@@ -60,37 +62,32 @@ def run_name(model_label: str, varying: tuple[str, ...], hp: dict[str, Any]) -> 
 
     E.g. ``w2.0 t0.50 · resnet56 dhp s0`` when width and target vary, ``uniform w0.75 ·
     resnet56 s0`` for a baseline: the UI cuts long names, so the distinguishing part leads.
+    Each searched setting's token, and when it is written though it does not vary, come from
+    its declaration (hetero.trial: ``token``, ``token_shown``).
     """
+    declared, defaults = trial_settings(), trial_defaults()
     tokens = _name_tokens(hp)
-    if hp["kind"] == keys.KIND_BASELINE:
-        first, rest = ["uniform", tokens["width_mult"]], [model_label]
-        shown: tuple[str, ...] = ("data_fraction", "kd_weight", "seed")
-    else:
-        first = [tokens[d] for d in tokens if d in varying]
-        rest = [model_label]
-        shown = tuple(d for d in tokens if d not in varying
-                      and d in ("width_mult", "target", "criterion", "data_fraction", "seed"))
-    rest += [tokens[d] for d in shown if d in tokens
-             and (d not in _HIDDEN_AT or d in varying or hp[d] != _HIDDEN_AT[d])]
-    if hp["kind"] == keys.KIND_BASELINE:
-        first += [tokens[d] for d in ("data_fraction", "kd_weight", "seed")
-                  if d in varying and d in tokens]
-        rest = [t for t in rest if t not in first]
-    return " ".join([*first, "·", *rest]) if first else " ".join(rest)
 
+    def quiet(d: str) -> bool:  # a shared setting the name leaves out
+        shown = declared[d].token_shown
+        return shown == "varying" or (shown == "set" and hp[d] == defaults[d])
 
-# Settings a name leaves out at these values unless they vary in the sweep.
-_HIDDEN_AT = {"data_fraction": 1.0, "kd_weight": 0.0}
+    first, rest = [], [model_label]
+    if hp["kind"] == keys.KIND_BASELINE:  # the uniform arm's own lever (the width) leads
+        curve = [d for d in tokens if declared[d].curve]
+        first = ["uniform", *(tokens[d] for d in curve)]
+        tokens = {d: t for d, t in tokens.items() if d not in curve}
+    first += [t for d, t in tokens.items() if d in varying]
+    rest += [t for d, t in tokens.items() if d not in varying and not quiet(d)]
+    return " ".join([*first, "·", *rest]) if len(first) else " ".join(rest)
 
 
 def _name_tokens(hp: dict[str, Any]) -> dict[str, str]:
-    """One short token per dimension the trial has (the order names show them in)."""
-    formats = {"width_mult": lambda v: f"w{_width(v)}", "target": lambda v: f"t{v:.2f}",
-               "criterion": str, "remain_ratio": lambda v: f"r{v:.3g}",
-               "linear_ratio": lambda v: f"l{v:.3g}", "init": str,
-               "kd_weight": lambda v: f"kd{v:g}", "data_fraction": lambda v: f"f{v:g}",
-               "seed": lambda v: f"s{v}"}
-    return {d: fmt(hp[d]) for d, fmt in formats.items() if d in hp}
+    """One short token per searched setting the trial has, in declaration order but the
+    replicate (the seed), which ends a name."""
+    axes = [(n, s) for n, s in trial_settings().items() if s.sweep == "axis" and n in hp]
+    ordered = sorted(axes, key=lambda item: item[1].replicate)   # stable: declaration order
+    return {n: s.token_of(n, hp[n]) for n, s in ordered}
 
 
 def trial_name(model_label: str, varying: tuple[str, ...], trial) -> str:
@@ -102,11 +99,6 @@ def trial_dirname(model_label: str, varying: tuple[str, ...], trial) -> str:
     """Tune's ``trial_dirname_creator``: the trial id (unique) plus the run name, no spaces."""
     name = trial_name(model_label, varying, trial).replace(" · ", " ")  # ASCII folder names
     return f"{trial.trial_id}_{name.replace(' ', '_')}"
-
-
-def _width(mult: float) -> str:
-    text = f"{mult:.3g}"
-    return text if "." in text else f"{text}.0"
 
 
 def _params(spec) -> dict[str, Any]:
