@@ -197,7 +197,8 @@ def derive(spec: TrialSpec, data, *, device: torch.device | str = "cpu") -> Deri
 
 def _shrink_to_latency(wide: ChannelConfig, scores, base: ChannelConfig, target: float,
                        device, floors: dict[str, Any]):
-    from hetero.latency_model import build_latency_model, shrink_to_latency
+    from hetero.latency_model import build_latency_model
+    from hetero.shrink_latency import shrink_to_latency
 
     return shrink_to_latency(wide, scores, base_config=base, target=target,
                              latency=build_latency_model(wide, base, device), **floors)

@@ -13,9 +13,10 @@ import pytest
 from hetero import latency_model
 from hetero.importance import score_channels
 from hetero.latency import latency_ratio
-from hetero.latency_model import build_latency_model, shrink_to_latency
+from hetero.latency_model import build_latency_model
 from hetero.models import create_model, graph_of, uniform, widen
 from hetero.shrink import shrink_to_target
+from hetero.shrink_latency import shrink_to_latency
 
 pytestmark = pytest.mark.slow
 
