@@ -1,7 +1,7 @@
 """Shrinking to a latency budget on this device (target_metric latency): the per-layer table is
 measured once and cached, the device model goes through its calibration points (and those
-agree with the two networks timed independently here), the shrinker
-meets the model's budget, and the timed loop's network re-times within 5 % of the budget.
+agree with the two networks timed independently here), the shrinker meets the model's budget,
+and the timed loop's network re-times within 5 % of the budget.
 Figures per target: bench/latency_target.py."""
 
 from __future__ import annotations
