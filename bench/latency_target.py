@@ -4,7 +4,7 @@
 
 Builds the device's latency model (per-layer table, cached in $HETERO_CACHE/latency), then per
 target x the baseline's batch-1 latency: shrinks the 2x network with the model alone (open loop)
-and with the timed loop (:func:`hetero.latency_model.shrink_to_latency`), and re-times both
+and with the timed loop (:func:`hetero.shrink_latency.shrink_to_latency`), and re-times both
 derived networks against the baseline afresh: ``--repeats`` fresh copies, each timed in
 interleaved blocks (:meth:`LatencyModel.timed_ratio`); the median of those is the figure.
 """
@@ -19,9 +19,10 @@ import time
 import torch
 
 from hetero.importance import score_channels
-from hetero.latency_model import build_latency_model, shrink_to_latency
+from hetero.latency_model import build_latency_model
 from hetero.models import create_model, uniform, widen
 from hetero.shrink import shrink_to_target
+from hetero.shrink_latency import shrink_to_latency
 
 FLOORS = {"remain_ratio": 0.1, "linear_ratio": 0.1}
 

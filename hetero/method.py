@@ -54,11 +54,13 @@ class TrialResult:
 
     @property
     def flops_ratio(self) -> float:
-        return self.flops / self.baseline_flops
+        return cost_ratios(self.flops, self.params, self.baseline_flops,
+                           self.baseline_params)["flops_ratio"]
 
     @property
     def params_ratio(self) -> float:
-        return self.params / self.baseline_params
+        return cost_ratios(self.flops, self.params, self.baseline_flops,
+                           self.baseline_params)["params_ratio"]
 
     def metrics(self) -> dict[str, float]:
         """The final scalar metrics (names as in ``sweeps.keys``)."""
@@ -129,8 +131,14 @@ def costs(config: ChannelConfig, base: ChannelConfig) -> dict[str, float]:
             "flops_paper": paper.flops, "params_paper": paper.params,
             "baseline_flops": base_macs.flops, "baseline_params": base_macs.params,
             "baseline_flops_paper": base_paper.flops, "baseline_params_paper": base_paper.params,
-            "flops_ratio": macs.flops / base_macs.flops,
-            "params_ratio": macs.params / base_macs.params}
+            **cost_ratios(macs.flops, macs.params, base_macs.flops, base_macs.params)}
+
+
+def cost_ratios(flops: float, params: float, baseline_flops: float,
+                baseline_params: float) -> dict[str, float]:
+    """``flops_ratio`` and ``params_ratio``: the network's cost over the width-1.0 baseline's
+    (macs accounting). The one definition: :func:`costs` and :class:`TrialResult` both read it."""
+    return {"flops_ratio": flops / baseline_flops, "params_ratio": params / baseline_params}
 
 
 def base_config_for(spec: TrialSpec, data_shape: tuple[int, int, int]) -> ChannelConfig:
@@ -197,7 +205,8 @@ def derive(spec: TrialSpec, data, *, device: torch.device | str = "cpu") -> Deri
 
 def _shrink_to_latency(wide: ChannelConfig, scores, base: ChannelConfig, target: float,
                        device, floors: dict[str, Any]):
-    from hetero.latency_model import build_latency_model, shrink_to_latency
+    from hetero.latency_model import build_latency_model
+    from hetero.shrink_latency import shrink_to_latency
 
     return shrink_to_latency(wide, scores, base_config=base, target=target,
                              latency=build_latency_model(wide, base, device), **floors)

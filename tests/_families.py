@@ -116,9 +116,9 @@ def masked(model: nn.Module, config, kept: dict[str, list[int]]) -> nn.Module:
     net = copy.deepcopy(model)
     with torch.no_grad():
         for path, layout in graph.module_inputs.items():
-            module = net.get_submodule(path)
-            if isinstance(module, nn.Conv2d) and module.groups > 1:
+            if path in graph.group_widths:      # grouped/depthwise: whole groups, no columns
                 continue
+            module = net.get_submodule(path)
             columns = torch.cat([keep[u] for u in layout.units]).repeat_interleave(layout.repeat)
             assert columns.numel() == module.weight.shape[1], path
             module.weight[:, ~columns] = 0

@@ -11,10 +11,10 @@ import pytest
 import torch
 import torchvision
 from _families import CASES, IDS, random_widths
+from _hook_count import hook_complexity
 
 from hetero.complexity import ACCOUNTINGS
 from hetero.config import ChannelConfig
-from hetero.hook_count import hook_complexity
 from hetero.models import create_model, resolve_model
 from hetero.models.factory import complexity, graph_of, uniform, widen
 

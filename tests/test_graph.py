@@ -10,12 +10,12 @@ import random
 import pytest
 import torch
 from _families import NETWORK_IDS, NETWORKS, config_of, random_widths
+from _hook_count import hook_complexity
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from hetero.complexity import ACCOUNTINGS
 from hetero.graph import ConvOp, LinearOp, UnsupportedModel, derive_graph
-from hetero.hook_count import hook_complexity
 from hetero.models.factory import complexity, create_model, graph_of, uniform
 
 

@@ -1,21 +1,26 @@
 """Shrinking to a latency budget on this device (target_metric latency): the per-layer table is
-measured once and cached, the device model goes through its calibration points, the shrinker
-meets the model's budget, and the timed loop's network re-times within 5 % of the budget.
+measured once and cached, the device model goes through its calibration points (and those
+agree with the two networks timed independently here), the shrinker meets the model's budget,
+and the timed loop's network re-times within 5 % of the budget.
 Figures per target: bench/latency_target.py."""
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
+import time
 
 import pytest
+import torch
 
 from hetero import latency_model
 from hetero.importance import score_channels
 from hetero.latency import latency_ratio
-from hetero.latency_model import build_latency_model, shrink_to_latency
+from hetero.latency_model import build_latency_model
 from hetero.models import create_model, graph_of, uniform, widen
 from hetero.shrink import shrink_to_target
+from hetero.shrink_latency import shrink_to_latency
 
 pytestmark = pytest.mark.slow
 
@@ -116,3 +121,50 @@ def test_a_latency_target_the_device_cannot_reach_names_the_timed_range(cache):
     with pytest.raises(ValueError, match=r"floor \d\.\d{3} x, the whole widened network "
                                          r"\d\.\d{3} x .*raise the width multiplier"):
         shrink_to_latency(wide, scores, base_config=base, target=10.0, latency=model)
+
+
+def _forward_seconds(networks, x, repeats: int = 21, block_seconds: float = 0.02) -> list[float]:
+    """Per network: the median over ``repeats`` blocks of its mean batch-1 forward time, timed
+    with a plain perf_counter (not hetero.latency). The networks' blocks alternate, so a slow
+    minute on a shared machine slows every network alike."""
+    seconds: list[list[float]] = [[] for _ in networks]
+    with torch.no_grad():
+        calls = []
+        for net in networks:
+            for _ in range(3):      # warm-up: allocation, kernel selection
+                net(x)
+            start = time.perf_counter()
+            net(x)
+            calls.append(max(1, int(block_seconds / max(time.perf_counter() - start, 1e-6))))
+        for r in range(repeats):
+            order = list(enumerate(networks))
+            for i, net in order if r % 2 == 0 else order[::-1]:
+                start = time.perf_counter()
+                for _ in range(calls[i]):
+                    net(x)
+                seconds[i].append((time.perf_counter() - start) / calls[i])
+    return [statistics.median(s) for s in seconds]
+
+
+def test_the_calibration_points_agree_with_an_independent_timing(cache):
+    """The calibration's two points (the baseline's seconds, the widened network's ratio to
+    it) against the two networks timed here by other code (perf_counter, alternating blocks):
+    the model passes through its own points by construction, so only an outside timing shows
+    they are right. Loose bounds: timings on a shared machine move by tens of percent, but a
+    swapped pair, a ratio stuck at 1 or a unit slip lands far outside."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        base = uniform("resnet20", num_classes=10, input_size=16, in_channels=1)
+        wide = widen(base, 2.0)
+        model = build_latency_model(wide, base, "cpu")
+        networks = [create_model(config=c).eval() for c in (base, wide)]
+        base_s, wide_s = _forward_seconds(networks, torch.randn(1, 1, 16, 16))
+    finally:
+        torch.set_num_threads(threads)
+    independent = wide_s / base_s
+    assert independent > 1.2        # twice the channels: clearly slower, or the check is moot
+    assert abs(math.log(model.wide_ratio / independent)) <= math.log(1.4), \
+        f"calibration's wide/base ratio {model.wide_ratio:.3f}, timed here {independent:.3f}"
+    assert abs(math.log(model.base_seconds / base_s)) <= math.log(2.0), \
+        f"calibration's baseline {model.base_seconds * 1e3:.3f} ms, timed here {base_s * 1e3:.3f} ms"

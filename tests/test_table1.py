@@ -5,8 +5,8 @@ channel graph's polynomial (no forward pass) and forward hooks on the built netw
 from __future__ import annotations
 
 import pytest
+from _hook_count import hook_complexity
 
-from hetero.hook_count import hook_complexity
 from hetero.models import complexity, create_model, uniform
 from hetero.paper import TABLE1
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from _hook_count import hook_complexity
 from torch import nn
 from torch.fx import symbolic_trace
 
@@ -21,7 +22,6 @@ import hetero.models.mobilenet_v3
 import hetero.models.resnet_cifar
 import hetero.models.resnet_imagenet
 import hetero.models.vgg_cifar  # noqa: F401  (the imports above register the families)
-from hetero.hook_count import hook_complexity
 from hetero.models._registry import ALIASES, get_family
 from hetero.models.mobilenet_v3 import HSigmoid, HSwish
 from hetero.models.resnet_cifar import BasicBlock, Subsample

@@ -81,7 +81,7 @@ def test_se_squeezes_to_block_input_width_over_four():
 
 
 def test_paper_activations_are_relu_and_relu6_only():
-    from hetero.hook_count import PAPER_ACTIVATIONS
+    from hetero.graph import PAPER_ACTIVATIONS
     from hetero.models.efficientnet import Swish
 
     assert set(PAPER_ACTIVATIONS) == {nn.ReLU, nn.ReLU6}

@@ -162,6 +162,40 @@ def test_kd_loss_is_the_papers_formula(small_digits):
     torch.testing.assert_close(trainer._loss(x, logits, y), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_label_smoothing_enters_the_training_loss(small_digits):
+    """protocol.label_smoothing reaches the loss the trainer minimises: one batch's loss is the
+    smoothed cross-entropy written out here, and a training step from the same init reports
+    another loss than the unsmoothed trainer's."""
+    eps = 0.2
+    smooth = Trainer(_model(), small_digits, _short(label_smoothing=eps), seed=0)
+    plain = Trainer(_model(), small_digits, _short(), seed=0)
+    x, y = next(iter(small_digits.train_batches(16, augment=False)))
+    with torch.no_grad():
+        logits = _model().eval()(x)
+    log_p = torch.log_softmax(logits, dim=1)
+    # Target (1 - eps) on the label plus eps / classes everywhere.
+    expected = (-(1 - eps) * log_p[torch.arange(len(y)), y] - eps * log_p.mean(1)).mean()
+    torch.testing.assert_close(smooth._loss(x, logits, y), expected, rtol=1e-5, atol=1e-6)
+    assert smooth._step(x, y)[0].item() != pytest.approx(plain._step(x, y)[0].item())
+
+
+def test_nesterov_reaches_the_optimizer_and_changes_a_step(small_digits):
+    """protocol.nesterov builds a Nesterov SGD. On the first step the momentum buffer is the
+    gradient g (weight decay included), so plain momentum moves a weight by -lr g and Nesterov
+    by -lr (1 + momentum) g: the same batch from the same init gives exactly that."""
+    x, y = next(iter(small_digits.train_batches(32, augment=False)))
+    w0 = _model().fc.weight.detach().clone()
+    moved = {}
+    for nesterov in (False, True):
+        trainer = Trainer(_model(), small_digits, _short(nesterov=nesterov), seed=0)
+        assert trainer.optimizer.param_groups[0]["nesterov"] is nesterov
+        trainer._step(x, y)
+        moved[nesterov] = trainer.model.fc.weight.detach() - w0
+    momentum = _short().momentum
+    assert moved[False].abs().max() > 0
+    torch.testing.assert_close(moved[True], (1 + momentum) * moved[False], rtol=1e-4, atol=1e-7)
+
+
 @pytest.mark.parametrize("weight, temperature", [(0.0, 4.0), (1.5, 4.0), (0.4, 0.0)])
 def test_distillation_outside_its_range_is_an_error(weight, temperature):
     with pytest.raises(ValueError, match="weight in"):

@@ -1,4 +1,4 @@
-"""Complexity measured over a real forward pass with module hooks.
+"""Complexity measured over a real forward pass with module hooks (a test helper).
 
 An independent check of the channel graph's analytic counts (the tests compare the two for every
 family). Same accountings: convs and linears per call; BN 2 FLOPs per output
@@ -14,7 +14,7 @@ from torch import nn
 from hetero.complexity import ACCOUNTINGS, Complexity
 from hetero.graph import PAPER_ACTIVATIONS
 
-__all__ = ["PAPER_ACTIVATIONS", "hook_complexity"]
+__all__ = ["hook_complexity"]
 
 
 def hook_complexity(model: nn.Module, input_shape: tuple[int, ...],
