@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -253,7 +254,7 @@ def _download(ref: str, tracking_uri: str | None) -> Path:
         _check_run_has_model(uri, model_uri.split("/")[1])
     folder = Path(tempfile.mkdtemp(prefix="hetero-model-"))
     try:
-        with no_artifact_progress_bars():
+        with no_artifact_progress_bars(), _store(uri):
             mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(folder),
                                                 tracking_uri=uri)
     except (MlflowException, OSError) as exc:
@@ -261,6 +262,26 @@ def _download(ref: str, tracking_uri: str | None) -> Path:
         raise FileNotFoundError(f"cannot fetch model {model_uri} from {uri} ({first}): pass a "
                                 "trial's run id, a models:/ URI or a model folder") from None
     return _mlmodel_root(folder)
+
+
+@contextmanager
+def _store(uri: str):
+    """``uri`` as the process's tracking and registry store for the duration.
+
+    MLflow 3 resolves a ``models:/`` URI (a run's logged model, or a registered version)
+    against the process's stores, whatever ``tracking_uri`` the download is given: without
+    this it looks in ``./mlflow.db`` and finds nothing.
+    """
+    import mlflow
+
+    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(tracking)
+        mlflow.set_registry_uri(registry)
 
 
 def _check_run_has_model(uri: str, run_id: str) -> None:
