@@ -1,13 +1,13 @@
-"""One table over several sweeps of the same protocol and seeds (issue 16's CPU ablation).
+"""One table over one or more sweeps of the same protocol and seeds (issue 16's CPU ablation).
 
     python bench/ablation_table.py --tracking-uri sqlite:///runs/cifar10-ablation/mlflow.db \
-        --experiments cifar10-ablation cifar10-levers
+        --experiments cifar10-ablation
 
-``cifar10_ablation.yaml`` (dhp, random, l1 against uniform 1.0) and ``cifar10_levers.yaml``
-(init hyper and KD for both arms) run the same seeds on the same data, so their trials pair by
-seed across the two sweeps: the same seed draws the same data subset and the same initial
-weights. The analysis is ``hetero pareto``'s own (``analysis.compare``), on the union of the
-sweeps' finished trials; this script only pools them and prints three markdown tables:
+``cifar10_ablation.yaml`` runs dhp, random, l1 and dhp with init hyper against uniform 1.0 on
+the same seeds; a second sweep of the same protocol (say, KD for both arms) pools with it, since
+the same seed draws the same data subset and the same initial weights. The analysis is
+``hetero pareto``'s own (``analysis.compare``), on the union of the sweeps' finished trials;
+this script only pools them and prints three markdown tables:
 
 1. every arm: test and train accuracy and their gap, mean ± 95 % CI half width over seeds;
 2. every LW-DNA setting against the uniform curve of its seed (same KD, data, protocol) and
