@@ -345,7 +345,9 @@ def _range_problem(curve, column, value, what, fmt) -> str:
     if lo <= value <= hi:
         return ""
     if len(curve) == 1:
-        return (f"only one baseline point ({fmt(lo)}): add width multipliers to the baseline "
+        # no value in the reason: one per seed would differ (measured times), and the notes of a
+        # setting's seeds are joined as a set
+        return ("only one uniform width to compare with: add width multipliers to the baseline "
                 "arm to interpolate")
     return f"outside the {what} [{fmt(lo)}, {fmt(hi)}]"
 

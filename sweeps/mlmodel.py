@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -254,9 +253,9 @@ def _download(ref: str, tracking_uri: str | None) -> Path:
         _check_run_has_model(uri, model_uri.split("/")[1])
     folder = Path(tempfile.mkdtemp(prefix="hetero-model-"))
     try:
-        with no_artifact_progress_bars(), _store(uri):
-            mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(folder),
-                                                tracking_uri=uri)
+        with no_artifact_progress_bars():
+            mlflow.artifacts.download_artifacts(artifact_uri=_artifact_uri(model_uri, uri),
+                                                dst_path=str(folder), tracking_uri=uri)
     except (MlflowException, OSError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise FileNotFoundError(f"cannot fetch model {model_uri} from {uri} ({first}): pass a "
@@ -264,24 +263,39 @@ def _download(ref: str, tracking_uri: str | None) -> Path:
     return _mlmodel_root(folder)
 
 
-@contextmanager
-def _store(uri: str):
-    """``uri`` as the process's tracking and registry store for the duration.
+def _artifact_uri(model_uri: str, uri: str) -> str:
+    """Where the files of ``model_uri`` are, resolved against the store ``uri``.
 
-    MLflow 3 resolves a ``models:/`` URI (a run's logged model, or a registered version)
-    against the process's stores, whatever ``tracking_uri`` the download is given: without
-    this it looks in ``./mlflow.db`` and finds nothing.
+    MLflow 3 resolves a ``models:/`` URI (a run's logged model, or a registered version) against
+    the process's own stores, whatever ``tracking_uri`` a download is given: left to it, a run
+    id looks in ``./mlflow.db`` and finds nothing. Setting the process's stores would leak into
+    every later call and subprocess (MLflow exports them as environment variables), so the
+    chain run -> logged model -> its artifact location is followed here instead.
     """
-    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
-    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri, registry_uri=uri)
     try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(tracking)
-        mlflow.set_registry_uri(registry)
+        for _ in range(3):   # a registered version names a logged model or a run's model
+            if model_uri.startswith("runs:/"):
+                run_id, _, path = model_uri.removeprefix("runs:/").partition("/")
+                logged = client.get_run(run_id).data.tags.get(keys.TAG_MODEL_URI)
+                if not logged or path.strip("/") != MODEL_NAME:
+                    return model_uri
+                model_uri = logged
+            if not model_uri.startswith("models:/"):
+                return model_uri
+            ref = model_uri.removeprefix("models:/")
+            if ref.startswith("m-"):
+                return client.get_logged_model(ref).artifact_location
+            name, at, alias = ref.partition("@")
+            version = (client.get_model_version_by_alias(name, alias) if at
+                       else client.get_model_version(*ref.split("/", 1)))
+            model_uri = version.source
+    except (MlflowException, TypeError):
+        pass   # the download names what is missing
+    return model_uri
 
 
 def _check_run_has_model(uri: str, run_id: str) -> None:

@@ -108,7 +108,7 @@ def test_verdict_without_baselines():
 def test_verdict_with_a_single_baseline():
     result = compare_to_uniform(trials([(1.0, 40 * M, 0.9)], [(0.5, 20 * M, 0.8)]))
     assert result.verdict.startswith("Only one uniform-width baseline (width 1)")
-    assert "only one baseline point (40M)" in result.points["gain_reason"].iloc[0]
+    assert "only one uniform width" in result.points["gain_reason"].iloc[0]
 
 
 def test_verdict_with_no_point_inside_the_range():

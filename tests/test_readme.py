@@ -83,6 +83,8 @@ SKIPPED = {
     "ray get-auth-token --generate && chmod 600 ~/.ray/auth_token   # once: Ray 2.60 uses tokens":
         "needs machines for a Ray cluster (tests/test_cluster_loopback.py runs "
                       "the recipe on loopback, opt-in)",
+    "nice -n 5 hetero sweep sweeps/configs/cifar10_ablation.yaml":
+        "the CPU ablation: an hour on 2 cores with the whole CIFAR-10 training split",
     "mkdir -p runs/cifar10-science   # the specs' SQLite store lives there":
         "the science sweep: hours on a GPU with the whole CIFAR-10",
 }
