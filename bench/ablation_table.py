@@ -1,28 +1,34 @@
 """One table over one or more sweeps of the same protocol and seeds (issue 16's CPU ablation).
 
     python bench/ablation_table.py --tracking-uri sqlite:///runs/cifar10-ablation/mlflow.db \
-        --experiments cifar10-ablation
+        --experiments cifar10-ablation [--plot docs/ablation_cpu.png]
 
 ``cifar10_ablation.yaml`` runs dhp, random, l1 and dhp with init hyper against uniform 1.0 on
 the same seeds; a second sweep of the same protocol (say, KD for both arms) pools with it, since
-the same seed draws the same data subset and the same initial weights. The analysis is
-``hetero pareto``'s own (``analysis.compare``), on the union of the sweeps' finished trials;
+the same seed draws the same data subset and the same initial weights. Every sweep (parent run)
+in the listed experiments is pooled. The analysis is ``hetero pareto``'s own
+(``analysis.compare``), on the union of the sweeps' finished trials;
 this script only pools them and prints three markdown tables:
 
 1. every arm: test and train accuracy and their gap, mean ± 95 % CI half width over seeds;
 2. every LW-DNA setting against the uniform curve of its seed (same KD, data, protocol) and
    against the random LW-DNA of its seed;
 3. each lever against the same LW-DNA without it, paired by seed.
+
+``--plot FILE`` draws the arms' test accuracy, one row each: every seed a dot, the mean and its
+95 % interval a bar (the README's docs/ablation_cpu.png).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 import pandas as pd
 
 from analysis.compare import ACC, arm_statistics
-from analysis.load import load_trials
+from analysis.errors import AnalysisError
+from analysis.load import list_sweeps, load_trials
 from analysis.stats import estimate
 from analysis.summary import arm_rows, controls_section, markdown_table
 from sweeps import keys
@@ -32,7 +38,15 @@ REFERENCE = {keys.PARAM_CRITERION: "dhp", keys.PARAM_INIT: "fresh", keys.PARAM_K
 
 
 def pooled_trials(tracking_uri: str, experiments: list[str]) -> pd.DataFrame:
-    frames = [load_trials(name, tracking_uri=tracking_uri) for name in experiments]
+    """The finished trials of every sweep (parent run) in the experiments: the KD-off sweep and
+    a later KD sweep into the same experiment pool, as do sweeps kept in experiments apart."""
+    frames = []
+    for name in experiments:
+        for parent in list_sweeps(name, tracking_uri=tracking_uri)["parent_run_id"]:
+            try:
+                frames.append(load_trials(parent_run_id=parent, tracking_uri=tracking_uri))
+            except AnalysisError as exc:   # a sweep still running, or one that finished nothing
+                print(f"left out: {exc}", file=sys.stderr)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -60,10 +74,52 @@ def lever_rows(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def arm_label(row: pd.Series) -> str:
+    """``uniform`` or ``<criterion> LW-DNA``, with what differs from the plain arm (init, KD)."""
+    if row["kind"] == keys.KIND_BASELINE:
+        label = f"uniform, width {row[keys.PARAM_WIDTH_MULT]:g}"
+    else:
+        label = f"{row[keys.PARAM_CRITERION]} LW-DNA"
+        if row[keys.PARAM_INIT] != REFERENCE[keys.PARAM_INIT]:
+            label += f", init {row[keys.PARAM_INIT]}"
+    if row[keys.PARAM_KD_WEIGHT]:
+        label += f", KD {row[keys.PARAM_KD_WEIGHT]:g}"
+    return label
+
+
+def plot_arms(trials: pd.DataFrame, path: str) -> None:
+    """Test accuracy per arm: the seeds as dots, mean ± 95 % CI as a bar, uniform arms black."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = arm_statistics(trials)
+    arms = arms.assign(label=arms.apply(arm_label, axis=1)).sort_values(ACC, ignore_index=True)
+    labelled = trials.assign(label=trials.apply(arm_label, axis=1))
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(arms) + 1.4))
+    for y, arm in arms.iterrows():
+        color = "black" if arm["kind"] == keys.KIND_BASELINE else "tab:blue"
+        seeds = labelled[labelled["label"] == arm["label"]]
+        ax.scatter(100 * seeds[ACC], [y] * len(seeds), s=14, color=color, alpha=0.45, zorder=2)
+        ax.errorbar(100 * arm[ACC], y, xerr=100 * arm[f"{ACC}_ci"], fmt="o", color=color,
+                    capsize=4, zorder=3)
+    ax.set_yticks(range(len(arms)), arms["label"])
+    tested = trials["num_test"].dropna() if "num_test" in trials else pd.Series(dtype=float)
+    ax.set_xlabel("test accuracy [%]" + (f" ({int(tested.max()):,} test images)"
+                                         if not tested.empty else ""))
+    ax.set_title("Every arm at the uniform network's FLOPs: mean and 95 % interval over seeds\n"
+                 "(dots: the seeds)", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tracking-uri", required=True)
     parser.add_argument("--experiments", nargs="+", required=True)
+    parser.add_argument("--plot", help="also draw the arms' test accuracy to this image file")
     args = parser.parse_args(argv)
     trials = pooled_trials(args.tracking_uri, args.experiments)
     print(f"{len(trials)} finished trials from {', '.join(args.experiments)}\n")
@@ -75,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     if not levers.empty:
         print("\n## Levers: the same LW-DNA without the lever, same seed\n")
         print(markdown_table(levers))
+    if args.plot:
+        plot_arms(trials, args.plot)
+        print(f"\nwrote {args.plot}")
     return 0
 
 
