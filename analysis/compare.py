@@ -187,7 +187,7 @@ def paired_verdict(summary: pd.DataFrame) -> str:
     if compared.empty:
         return ("Paired by seed: no LW-DNA trial has a baseline curve of its own seed at its "
                 "FLOPs, so nothing could be paired.")
-    levers = _varying_levers(compared)
+    levers = varying_levers(compared)
     if int(compared["n_seeds"].max()) < 2:
         return ("Paired by seed: cannot tell. One seed per setting, so no difference below can "
                 "be told from seed-to-seed noise; run 3 or more seeds (the same seeds for both "
@@ -207,7 +207,7 @@ _NAMED = (keys.PARAM_DATA_FRACTION, keys.PARAM_WIDTH_MULT, keys.PARAM_TARGET, ke
           keys.PARAM_VARIANT)
 
 
-def _varying_levers(rows: pd.DataFrame) -> list[str]:
+def varying_levers(rows: pd.DataFrame) -> list[str]:
     """Settings besides those that differ between the rows (criterion, init, KD, ...)."""
     return [c for c in keys.SETTING_PARAMS if c in rows and c not in _NAMED
             and rows[c].astype(str).nunique() > 1]

@@ -100,16 +100,21 @@ def load_trials(experiment: str | None = None, *, parent_run_id: str | None = No
 
 
 def list_sweeps(experiment: str, *, tracking_uri: str | None = None) -> pd.DataFrame:
-    """The experiment's sweep parent runs, newest first (to choose one with parent_run_id)."""
+    """The experiment's sweep parent runs, newest first (to choose one with parent_run_id).
+    ``latest``: the newest parent of its sweep name, the one :func:`load_sweep` reads for that
+    name; an older one is a re-run it superseded (pool only the latest, or seeds count twice)."""
     uri = resolve_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri=uri)
     exp = _get_experiment(client, uri, experiment)
     parents = _search_parents(client, exp.experiment_id)
-    return pd.DataFrame([{"parent_run_id": p.info.run_id, "sweep": p.data.tags.get(keys.TAG_SWEEP),
-                          "status": p.info.status,
-                          "start_time": pd.to_datetime(p.info.start_time, unit="ms")}
-                         for p in parents], columns=["parent_run_id", "sweep", "status",
-                                                     "start_time"])
+    sweeps = pd.DataFrame([{"parent_run_id": p.info.run_id,
+                            "sweep": p.data.tags.get(keys.TAG_SWEEP) or p.info.run_name,
+                            "status": p.info.status,
+                            "start_time": pd.to_datetime(p.info.start_time, unit="ms")}
+                           for p in parents], columns=["parent_run_id", "sweep", "status",
+                                                       "start_time"])
+    sweeps["latest"] = ~sweeps["sweep"].duplicated()   # newest first: the first of each name
+    return sweeps
 
 
 def load_history(run_id: str, *, tracking_uri: str | None = None,

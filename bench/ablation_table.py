@@ -5,8 +5,8 @@
 
 ``cifar10_ablation.yaml`` runs dhp, random, l1 and dhp with init hyper against uniform 1.0 on
 the same seeds; a second sweep of the same protocol (say, KD for both arms) pools with it, since
-the same seed draws the same data subset and the same initial weights. Every sweep (parent run)
-in the listed experiments is pooled. The analysis is ``hetero pareto``'s own
+the same seed draws the same data subset and the same initial weights. Every sweep in the
+listed experiments is pooled (each sweep name's latest parent run). The analysis is ``hetero pareto``'s own
 (``analysis.compare``), on the union of the sweeps' finished trials;
 this script only pools them and prints three markdown tables:
 
@@ -26,7 +26,7 @@ import sys
 
 import pandas as pd
 
-from analysis.compare import ACC, arm_statistics
+from analysis.compare import ACC, arm_statistics, varying_levers
 from analysis.errors import AnalysisError
 from analysis.load import list_sweeps, load_trials
 from analysis.stats import estimate
@@ -38,11 +38,13 @@ REFERENCE = {keys.PARAM_CRITERION: "dhp", keys.PARAM_INIT: "fresh", keys.PARAM_K
 
 
 def pooled_trials(tracking_uri: str, experiments: list[str]) -> pd.DataFrame:
-    """The finished trials of every sweep (parent run) in the experiments: the KD-off sweep and
-    a later KD sweep into the same experiment pool, as do sweeps kept in experiments apart."""
+    """The finished trials of every sweep in the experiments, each sweep name's latest parent run
+    (a superseded re-run would count its seeds twice): the KD-off sweep and a later KD sweep into
+    the same experiment pool, as do sweeps kept in experiments apart."""
     frames = []
     for name in experiments:
-        for parent in list_sweeps(name, tracking_uri=tracking_uri)["parent_run_id"]:
+        sweeps = list_sweeps(name, tracking_uri=tracking_uri)
+        for parent in sweeps.loc[sweeps["latest"], "parent_run_id"]:
             try:
                 frames.append(load_trials(parent_run_id=parent, tracking_uri=tracking_uri))
             except AnalysisError as exc:   # a sweep still running, or one that finished nothing
@@ -74,36 +76,50 @@ def lever_rows(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def arm_label(row: pd.Series) -> str:
-    """``uniform`` or ``<criterion> LW-DNA``, with what differs from the plain arm (init, KD)."""
-    if row["kind"] == keys.KIND_BASELINE:
-        label = f"uniform, width {row[keys.PARAM_WIDTH_MULT]:g}"
+def arm_label(arm: pd.Series, levers: list[str]) -> str:
+    """``uniform, width W`` or ``<criterion> LW-DNA``, then each lever that varies between the
+    arms (analysis.compare's rule) where this arm departs from REFERENCE: ``init hyper``, ``KD 0.4``."""
+    if arm["kind"] == keys.KIND_BASELINE:
+        parts = [f"uniform, width {arm[keys.PARAM_WIDTH_MULT]:g}"]
     else:
-        label = f"{row[keys.PARAM_CRITERION]} LW-DNA"
-        if row[keys.PARAM_INIT] != REFERENCE[keys.PARAM_INIT]:
-            label += f", init {row[keys.PARAM_INIT]}"
-    if row[keys.PARAM_KD_WEIGHT]:
-        label += f", KD {row[keys.PARAM_KD_WEIGHT]:g}"
-    return label
+        parts = [f"{arm[keys.PARAM_CRITERION]} LW-DNA"]
+    for lever in levers:
+        value = arm[lever]
+        if lever == keys.PARAM_CRITERION or pd.isna(value) or value == REFERENCE.get(lever):
+            continue
+        name = "KD" if lever == keys.PARAM_KD_WEIGHT else lever
+        parts.append(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}")
+    return ", ".join(parts)
+
+
+def arm_points(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per arm, lowest mean first: its label, mean and 95 % CI half width of test
+    accuracy, and ``seeds``, the accuracies of the very trials that mean averaged."""
+    arms = arm_statistics(trials).sort_values(ACC, ignore_index=True)
+    levers = varying_levers(arms)
+    accuracy = trials.set_index("run_id")[ACC]
+    return pd.DataFrame({
+        "label": [arm_label(arm, levers) for _, arm in arms.iterrows()],
+        "baseline": arms["kind"] == keys.KIND_BASELINE,
+        "mean": arms[ACC], "ci": arms[f"{ACC}_ci"],
+        "seeds": [accuracy[ids.split(",")].tolist() for ids in arms["run_ids"]]})
 
 
 def plot_arms(trials: pd.DataFrame, path: str) -> None:
-    """Test accuracy per arm: the seeds as dots, mean ± 95 % CI as a bar, uniform arms black."""
+    """Test accuracy per arm: its seeds as dots, mean ± 95 % CI as a bar, uniform arms black."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    arms = arm_statistics(trials)
-    arms = arms.assign(label=arms.apply(arm_label, axis=1)).sort_values(ACC, ignore_index=True)
-    labelled = trials.assign(label=trials.apply(arm_label, axis=1))
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(arms) + 1.4))
-    for y, arm in arms.iterrows():
-        color = "black" if arm["kind"] == keys.KIND_BASELINE else "tab:blue"
-        seeds = labelled[labelled["label"] == arm["label"]]
-        ax.scatter(100 * seeds[ACC], [y] * len(seeds), s=14, color=color, alpha=0.45, zorder=2)
-        ax.errorbar(100 * arm[ACC], y, xerr=100 * arm[f"{ACC}_ci"], fmt="o", color=color,
+    points = arm_points(trials)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(points) + 1.4))
+    for y, arm in points.iterrows():
+        color = "black" if arm["baseline"] else "tab:blue"
+        seeds = [100 * a for a in arm["seeds"]]
+        ax.scatter(seeds, [y] * len(seeds), s=14, color=color, alpha=0.45, zorder=2)
+        ax.errorbar(100 * arm["mean"], y, xerr=100 * arm["ci"], fmt="o", color=color,
                     capsize=4, zorder=3)
-    ax.set_yticks(range(len(arms)), arms["label"])
+    ax.set_yticks(range(len(points)), points["label"])
     tested = trials["num_test"].dropna() if "num_test" in trials else pd.Series(dtype=float)
     ax.set_xlabel("test accuracy [%]" + (f" ({int(tested.max()):,} test images)"
                                          if not tested.empty else ""))

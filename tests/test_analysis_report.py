@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from analysis import AnalysisError, create_report, load_history, load_sweep
+from analysis import AnalysisError, create_report, list_sweeps, load_history, load_sweep
 from sweeps import keys
 
 BASE_WIDTHS = {"stem": 16, **{f"layer1.{b}.conv{c}": 16 for b in range(3) for c in (1, 2)},
@@ -343,3 +344,41 @@ def test_cli_module_imports_stay_light():
             " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_pooling_sweeps_takes_each_names_latest_parent(store):
+    """bench/ablation_table pools the sweeps of an experiment (the KD arms run after the rest):
+    a superseded re-run of a name must not count its seeds twice, a sweep with no finished trial
+    is left out, and the plot's dots are each arm's own trials."""
+    import importlib.util
+
+    client = MlflowClient(tracking_uri=store["uri"])
+    exp_id = client.create_experiment("pool", artifact_location=(store["root"] / "art").as_uri())
+    now = int(time.time() * 1000)
+    rerun_old = add_parent(client, exp_id, "ablation", start_time=now - 7_200_000)
+    rerun_new = add_parent(client, exp_id, "ablation", start_time=now - 3_600_000)
+    kd = add_parent(client, exp_id, "ablation-kd", start_time=now)
+    add_parent(client, exp_id, "still-running", start_time=now - 60_000)
+    row = dict(kind="baseline", width_mult=1.0, target=None, criterion="uniform",
+               flops=BASE_FLOPS)
+    for seed in SEEDS:
+        add_trial(client, exp_id, rerun_old, accuracy=0.1, seed=seed, **row)
+        add_trial(client, exp_id, rerun_new, accuracy=0.5 + 0.01 * seed, seed=seed, **row)
+        add_trial(client, exp_id, kd, kind="lwdna", width_mult=2.0, target=1.0, criterion="dhp",
+                  flops=BASE_FLOPS, accuracy=0.6, seed=seed)
+
+    sweeps = list_sweeps("pool", tracking_uri=store["uri"])
+    assert dict(zip(sweeps["parent_run_id"], sweeps["latest"], strict=True)) == {
+        kd: True, rerun_new: True, rerun_old: False,
+        sweeps.loc[sweeps["sweep"] == "still-running", "parent_run_id"].item(): True}
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "ablation_table.py"
+    spec = importlib.util.spec_from_file_location("ablation_table", path)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    trials = table.pooled_trials(store["uri"], ["pool"])
+    assert sorted(trials["accuracy"].round(2)) == [0.5, 0.51, 0.6, 0.6]   # not the re-run's 0.1
+    points = table.arm_points(trials)
+    assert list(points["label"]) == ["uniform, width 1", "dhp LW-DNA"]
+    assert [sorted(round(a, 2) for a in s) for s in points["seeds"]] == [[0.5, 0.51], [0.6, 0.6]]
+    assert points["mean"].tolist() == pytest.approx([0.505, 0.6])
